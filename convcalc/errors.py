@@ -1,0 +1,9 @@
+"""The one base class for errors a user can cause and fix (bad spec, missing data, ...).
+
+The CLI turns a ``ConvcalcError`` into its message on stderr and exit code 1, never a
+traceback; anything else escaping is a bug.
+"""
+
+
+class ConvcalcError(Exception):
+    """An expected, user-fixable error; ``str(error)`` names the place and the fix."""
