@@ -253,8 +253,6 @@ def analyze(network: S.Network, input_shape: tuple[int, int, int] | None = None)
             continue
         ctx = _Ctx(index, name, layer, shape)
         out = _HANDLERS[layer.type](ctx, layer, shape, rf, n_in)
-        if out.shape is not None and _numel(out.shape) == 0:
-            out.shape = None
         if out.rf and not warned_rf and not isinstance(layer, _GLOBAL_TYPES):
             big = [axis for axis, r, n in zip("HW", out.rf, n_in) if r.size > n]
             if big:
@@ -546,12 +544,11 @@ def _linear(ctx: _Ctx, layer: S.Linear, shape, rf, n_in) -> _Out:
 
 
 def _pointwise(ctx: _Ctx, layer, shape, rf, n_in) -> _Out:
-    if isinstance(layer, S.Dropout2d) and len(shape) != 3:
-        ctx.error(
+    if isinstance(layer, S.Dropout2d) and len(shape) != 3:  # torch warns, and still runs
+        ctx.warn(
             f"Dropout2d drops whole channels of a (C, H, W) input; it gets {fmt_shape(shape)}",
             "use Dropout after a Flatten",
         )
-        return _Out(None, None)
     if isinstance(layer, (S.Softmax, S.LogSoftmax)) and layer.dim is not None:
         ndim = len(shape) + 1
         if not -ndim <= layer.dim < ndim:
