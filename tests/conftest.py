@@ -27,3 +27,25 @@ def run_cli(*args: str, cwd: Path | None = None, env: dict | None = None, timeou
 @pytest.fixture
 def cli():
     return run_cli
+
+
+def pytest_addoption(parser):
+    parser.addoption(
+        "--update-golden", action="store_true", help="Rewrite tests/golden/* from the current output (read the diff)."
+    )
+
+
+@pytest.fixture
+def golden(request):
+    """``golden(name, text)``: compare with tests/golden/NAME; rewrite it only with --update-golden."""
+
+    def check(name: str, text: str) -> None:
+        path = ROOT / "tests" / "golden" / name
+        if request.config.getoption("--update-golden") or not path.exists():
+            path.parent.mkdir(exist_ok=True)
+            path.write_text(text, encoding="utf-8")
+            if not request.config.getoption("--update-golden"):
+                pytest.fail(f"{path} did not exist; wrote it: read it, then commit it")
+        assert text == path.read_text(encoding="utf-8"), f"output differs from {path} (--update-golden to accept)"
+
+    return check
