@@ -100,6 +100,391 @@ def schema() -> None:
     _print_json(json_schema())
 
 
+@cli.command(name="solve")
+@click.option("--in", "in_size", required=True, metavar="N|HxW", help="Input size: 28 (one axis) or 28x32.")
+@click.option("--out", "out_size", metavar="N|HxW", help="Wanted output size: list the layers that give it.")
+@click.option("--rf", type=int, metavar="N", help="Wanted receptive field: propose stacks (--in N|HxW|CxHxW).")
+@click.option("--kernel", metavar="K|KHxKW", help="Fix kernel_size (default: search 1-11).")
+@click.option("--stride", metavar="S|SHxSW", help="Fix stride (default: search 1-4).")
+@click.option("--dilation", metavar="D|DHxDW", help="Fix dilation (default: 1).")
+@click.option("--transposed", is_flag=True, help="ConvTranspose2d settings (upsampling), with output_padding.")
+@click.option("--pool", type=click.Choice(["max", "avg"]), help="MaxPool2d or AvgPool2d settings, not Conv2d.")
+@click.option("--channels", type=int, help="With --rf: first stage's channels, doubled per downsampling. [default: 64]")
+@click.option("--limit", type=int, help="With --rf: how many stacks to propose.  [default: 10]")
+@click.option("--json", "as_json", is_flag=True, help="Print one JSON object.")
+def solve_command(in_size: str, out_size: str | None, rf: int | None, kernel: str | None, stride: str | None,
+                  dilation: str | None, transposed: bool, pool: str | None, channels: int | None,
+                  limit: int | None, as_json: bool) -> None:  # fmt: skip
+    """Inverse questions: which layers map a size to another, which stacks reach a receptive field.
+
+    \b
+    convcalc solve --in 28 --out 14               every Conv2d that halves 28, exact ones first
+    convcalc solve --in 28x32 --out 14x16 --pool max
+    convcalc solve --in 7 --out 14 --transposed    ConvTranspose2d, output_padding included
+    convcalc solve --in 224 --rf 100              short stacks with that receptive field
+    """
+    from convcalc import solve
+
+    result = solve.answer(in_size, out_size, rf, kernel, stride, dilation, transposed, pool, channels, limit)
+    if as_json:
+        _print_json(result.to_json())
+    else:
+        stdout.print(result.render(), markup=False)
+
+
+@cli.command()
+@click.argument("spec", required=False, type=click.Path(dir_okay=False, path_type=str))
+def tui(spec: str | None) -> None:
+    """Design SPEC interactively (live shapes, params, formulas) and train it.
+
+    Without SPEC, starts a new spec on a 1x28x28 input; a SPEC that does not exist yet is
+    created on the first save. Ctrl+Q quits (asking first about unsaved changes).
+    """
+    from convcalc.tui.app import ConvcalcApp, open_spec
+
+    network, path = open_spec(spec)
+    ConvcalcApp(network, path).run()
+
+
+# ---------------------------------------------------------------------------------------------
+# Training and data (convcalc.train, convcalc.data); torch is imported inside each command.
+
+_RECIPE_OPTIONS = ("dataset", "epochs", "batch_size", "lr", "optimizer", "schedule", "seed", "limit")
+
+
+def _download_progress():
+    """A rich progress bar on stderr for downloads, and the callback that drives it."""
+    from rich.progress import BarColumn, DownloadColumn, Progress, TextColumn, TransferSpeedColumn
+
+    bar = Progress(
+        TextColumn("{task.description}"),
+        BarColumn(),
+        DownloadColumn(),
+        TransferSpeedColumn(),
+        console=stderr,
+        transient=True,
+    )
+    tasks: dict[str, int] = {}
+
+    def update(file: str, done: int, total: int | None) -> None:
+        if file not in tasks:
+            tasks[file] = bar.add_task(f"downloading {file}", total=total)
+        bar.update(tasks[file], completed=done)
+
+    return bar, update
+
+
+def _finite(value: float) -> float | None:
+    return value if value == value and abs(value) != float("inf") else None  # NaN -> null in JSON
+
+
+def _epoch_line(metrics, total: int) -> str:
+    return (
+        f"epoch {metrics.epoch}/{total}  train loss {metrics.train_loss:.4f}  "
+        f"test loss {metrics.test_loss:.4f}  test accuracy {metrics.test_accuracy:.2%}  "
+        f"{metrics.images_per_second:,.0f} img/s  {metrics.seconds:.1f} s"
+    )
+
+
+@cli.command(name="train")
+@click.argument("spec", type=click.Path(dir_okay=False, path_type=str))
+@click.option(
+    "--dataset",
+    type=click.Choice(["mnist", "fashion-mnist", "kmnist"]),
+    default="mnist",
+    show_default=True,
+    help="The data set to train and test on.",
+)
+@click.option(
+    "--data-dir",
+    metavar="DIR",
+    help="The data set's folder (default: $CONVCALC_DATA/<dataset>, then "
+    "~/.cache/convcalc/<dataset>); missing files are downloaded into it.",
+)
+@click.option("--epochs", type=click.IntRange(min=1), help="Total epochs of the run.  [default: 8]")
+@click.option("--batch-size", type=click.IntRange(min=1), help="Images per batch.  [default: 128]")
+@click.option(
+    "--lr",
+    type=click.FloatRange(min=0, min_open=True),
+    help="Peak learning rate of the schedule.  [default: 0.003]",
+)
+@click.option("--optimizer", type=click.Choice(["adam", "adamw", "sgd"]), help="[default: adam]")
+@click.option(
+    "--schedule",
+    type=click.Choice(["onecycle", "cosine", "constant"]),
+    help="Learning-rate schedule over the run.  [default: onecycle]",
+)
+@click.option("--seed", type=int, help="Seeds weights, batch order and dropout.  [default: 0]")
+@click.option(
+    "--device", type=click.Choice(["auto", "cpu", "cuda", "mps"]), default="auto", show_default=True
+)
+@click.option("--threads", type=click.IntRange(min=1), help="Torch CPU threads (default: torch's choice).")
+@click.option(
+    "--limit", type=click.IntRange(min=1), metavar="N", help="Train on the first N training images only."
+)
+@click.option(
+    "--out",
+    metavar="PATH",
+    help="Checkpoint path  [default: runs/<spec name>-<dataset>.pt; with --resume, the resumed file].",
+)
+@click.option(
+    "--resume",
+    metavar="CKPT",
+    type=click.Path(dir_okay=False, path_type=str),
+    help="Continue this checkpoint's run where it stopped (its recipe is kept).",
+)
+@click.option("--no-download", is_flag=True, help="Never download; fail if the data files are missing.")
+@click.option("--json", "as_json", is_flag=True, help="Last stdout line: one JSON object with the results.")
+@click.pass_context
+def train_command(
+    ctx: click.Context,
+    spec: str,
+    data_dir: str | None,
+    device: str,
+    threads: int | None,
+    out: str | None,
+    resume: str | None,
+    no_download: bool,
+    as_json: bool,
+    **recipe,
+) -> None:
+    """Train SPEC on MNIST (or --dataset) and save a checkpoint.
+
+    Prints a progress bar per epoch and a line per epoch, then the test accuracy and the
+    checkpoint path. Ctrl-C stops after the current batch, saves the checkpoint (continue with
+    --resume) and exits 1.
+    """
+    import signal
+    import threading
+    from dataclasses import asdict
+
+    from click.core import ParameterSource
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+
+    from convcalc import train as training
+
+    given = [
+        name for name in _RECIPE_OPTIONS if ctx.get_parameter_source(name) == ParameterSource.COMMANDLINE
+    ]
+    if resume and given:
+        options = ", ".join("--" + name.replace("_", "-") for name in given)
+        raise click.UsageError(
+            f"{options} cannot be combined with --resume: a resumed run keeps its checkpoint's "
+            "recipe; start a new run to change it"
+        )
+    network = _load(spec)
+    config = training.TrainConfig(
+        **{name: value for name, value in recipe.items() if value is not None},
+        data_dir=data_dir,
+        device=device,
+        threads=threads,
+        out=out,
+        resume=resume,
+        download=not no_download,
+    )
+    training.check_network(network, config.dataset)  # a clear error before any data is loaded
+
+    lines = stderr if as_json else stdout
+    downloads, on_download = _download_progress()
+    bar = Progress(
+        TextColumn("{task.description}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TextColumn("loss {task.fields[loss]}"),
+        TimeRemainingColumn(),
+        console=stderr,
+        transient=True,
+    )
+    state: dict = {"task": None, "epochs": 0, "batches": 0}
+
+    def on_start(epochs: int, batches: int) -> None:
+        downloads.stop()
+        state.update(epochs=epochs, batches=batches)
+        bar.start()
+
+    def on_batch(epoch: int, index: int, loss: float) -> None:
+        if state["task"] is None:
+            state["task"] = bar.add_task(f"epoch {epoch}/{state['epochs']}", total=state["batches"], loss="")
+        bar.update(state["task"], completed=index + 1, loss=f"{loss:.4f}")
+
+    def on_epoch(metrics) -> None:
+        if state["task"] is not None:
+            bar.remove_task(state["task"])
+            state["task"] = None
+        lines.print(_epoch_line(metrics, state["epochs"]), markup=False)
+
+    cancel = threading.Event()
+    previous = signal.getsignal(signal.SIGINT)
+
+    def on_sigint(signum, frame) -> None:
+        if cancel.is_set():  # a second Ctrl-C: stop now (the checkpoint on disk is the last epoch's)
+            raise KeyboardInterrupt
+        cancel.set()
+
+    signal.signal(signal.SIGINT, on_sigint)
+    downloads.start()
+    try:
+        result = training.train(
+            network, config, training.TrainCallbacks(on_start, on_batch, on_epoch, on_download), cancel
+        )
+    finally:
+        signal.signal(signal.SIGINT, previous)
+        downloads.stop()
+        bar.stop()
+    if result.epochs:
+        lines.print(
+            f"test accuracy {result.test_accuracy:.2%} (loss {result.test_loss:.4f}) after "
+            f"{result.epochs[-1].epoch} epochs, {result.seconds:.1f} s, "
+            f"{result.images_per_second:,.0f} img/s",
+            markup=False,
+        )
+    lines.print(f"checkpoint: {result.checkpoint}", markup=False)
+    if as_json:
+        click.echo(
+            json.dumps(
+                {
+                    "test_accuracy": _finite(result.test_accuracy),
+                    "test_loss": _finite(result.test_loss),
+                    "epochs": [asdict(m) for m in result.epochs],
+                    "images_per_second": result.images_per_second,
+                    "seconds": result.seconds,
+                    "checkpoint": result.checkpoint,
+                    "cancelled": result.cancelled,
+                }
+            )
+        )
+    if result.cancelled:
+        stderr.print(
+            f"interrupted: stopped after the current batch; checkpoint saved to {result.checkpoint}; "
+            f"continue with: convcalc train {spec} --resume {result.checkpoint}",
+            style="red",
+            markup=False,
+        )
+        sys.exit(1)
+
+
+@cli.command(name="evaluate")
+@click.argument("checkpoint", type=click.Path(dir_okay=False, path_type=str))
+@click.option("--data-dir", metavar="DIR", help="The data set's folder (default: as for `convcalc train`).")
+@click.option(
+    "--device", type=click.Choice(["auto", "cpu", "cuda", "mps"]), default="auto", show_default=True
+)
+@click.option("--no-download", is_flag=True, help="Never download; fail if the test files are missing.")
+@click.option("--json", "as_json", is_flag=True, help="Print one JSON object.")
+def evaluate_command(
+    checkpoint: str, data_dir: str | None, device: str, no_download: bool, as_json: bool
+) -> None:
+    """Test accuracy of the model in CHECKPOINT, rebuilt from the spec saved inside it."""
+    from dataclasses import asdict
+
+    from convcalc.train import evaluate_checkpoint
+
+    downloads, on_download = _download_progress()
+    with downloads:
+        result = evaluate_checkpoint(
+            checkpoint, data_dir, device, download=not no_download, progress=on_download
+        )
+    if as_json:
+        _print_json(asdict(result))
+    else:
+        stdout.print(
+            f"test accuracy {result.test_accuracy:.2%} (loss {result.test_loss:.4f}) on {result.images:,} "
+            f"{result.dataset} test images",
+            markup=False,
+        )
+
+
+@cli.group(name="data")
+def data_group() -> None:
+    """Data sets for `convcalc train`: where they are, and fetching them."""
+
+
+@data_group.command(name="fetch")
+@click.argument("dataset", type=click.Choice(["mnist", "fashion-mnist", "kmnist"]))
+@click.option(
+    "--data-dir",
+    metavar="DIR",
+    help="Download into this folder (default: $CONVCALC_DATA/<dataset>, then ~/.cache/convcalc/<dataset>).",
+)
+@click.option(
+    "--mirror",
+    "mirrors",
+    metavar="URL",
+    multiple=True,
+    help="Base URL to fetch <file>.gz from instead of the public mirrors (repeatable, tried in order).",
+)
+def data_fetch(dataset: str, data_dir: str | None, mirrors: tuple[str, ...]) -> None:
+    """Download DATASET's four files (each checked against its published MD5)."""
+    from convcalc import data
+
+    downloads, on_download = _download_progress()
+    with downloads:
+        files = data.fetch(dataset, data_dir, mirrors=list(mirrors) or None, progress=on_download)
+    stdout.print(f"{dataset}: {next(iter(files.values())).parent}", markup=False)
+    for path in files.values():
+        stdout.print(f"  {path.name}  {path.stat().st_size:,} bytes", markup=False)
+
+
+@data_group.command(name="info")
+@click.argument("dataset", required=False, type=click.Choice(["mnist", "fashion-mnist", "kmnist"]))
+@click.option(
+    "--data-dir", metavar="DIR", help="Look in this folder first (the data set's own; needs DATASET)."
+)
+@click.option("--json", "as_json", is_flag=True, help="Print one JSON object.")
+def data_info(dataset: str | None, data_dir: str | None, as_json: bool) -> None:
+    """Where each data set is, its files' sizes, and whether their checksums are the published ones.
+
+    A file is ok (MD5 as published), unverified (parses with the right size, but repacked or
+    uncompressed, so the published MD5 does not apply), corrupt, or missing. Exit 1 when a file
+    is corrupt.
+    """
+    from rich.table import Table
+
+    from convcalc import data
+
+    if data_dir and not dataset:
+        raise click.UsageError("--data-dir names one data set's folder: give the DATASET too")
+    report = {}
+    for name in [dataset] if dataset else list(data.DATASETS):
+        folder, statuses = data.inspect(name, data_dir)
+        report[name] = {
+            "folder": str(folder),
+            "complete": all(s.status != "missing" for s in statuses),
+            "files": [
+                {
+                    "file": s.file,
+                    "path": str(s.path) if s.path else None,
+                    "size": s.size,
+                    "status": s.status,
+                    "detail": s.detail,
+                }
+                for s in statuses
+            ],
+        }
+    if as_json:
+        _print_json(report)
+    else:
+        table = Table("dataset", "file", "status", "size", "where / why")
+        for name, entry in report.items():
+            for f in entry["files"]:
+                table.add_row(
+                    name,
+                    f["file"],
+                    f["status"],
+                    f"{f['size']:,}" if f["size"] is not None else "",
+                    f["path"] if f["status"] in ("ok", "unverified") else f["detail"],
+                )
+        stdout.print(table)
+        for name, entry in report.items():
+            if not entry["complete"]:
+                stdout.print(
+                    f"{name}: not complete; `convcalc data fetch {name}` downloads into {entry['folder']}",
+                    markup=False,
+                )
+    if any(f["status"] == "corrupt" for entry in report.values() for f in entry["files"]):
+        sys.exit(1)
+
+
 def main(argv: list[str] | None = None) -> None:
     """Entry point: runs a command; expected errors become a message and exit code 1."""
     try:
@@ -117,4 +502,3 @@ def main(argv: list[str] | None = None) -> None:
         sys.stderr.close()  # `convcalc shape x | head`: the reader left, nothing to report
         sys.exit(1)
     sys.exit(rc if isinstance(rc, int) else 0)
-

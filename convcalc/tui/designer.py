@@ -1,0 +1,431 @@
+"""The designer screen: the layer table, the layer editor, the formulas and the totals.
+
+State is ``self.history.current`` (an immutable ``Network``); every edit pushes a new one,
+then ``_recompute`` runs ``engine.analyze`` and redraws. No torch on this path.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from rich.text import Text
+from textual import on
+from textual.app import ComposeResult
+from textual.binding import Binding
+from textual.containers import Horizontal, Vertical, VerticalScroll
+from textual.screen import Screen
+from textual.widgets import DataTable, Footer, Header, Static
+
+from convcalc import render
+from convcalc.engine import Analysis, LayerResult, analyze, fmt_shape
+from convcalc.errors import ConvcalcError
+from convcalc.spec import Network, load_spec
+from convcalc.tui import model
+from convcalc.tui.dialogs import LayerTypeDialog, NetworkDialog, PathDialog, UnsavedDialog
+from convcalc.tui.editor import LayerEditor
+
+_MOVE = Binding.Group("Move", compact=True)
+_UNDO = Binding.Group("Undo/redo", compact=True)
+COLUMNS = ("", "#", "name", "type", "settings", "output", "params", "MACs", "RF")
+
+
+class DesignerScreen(Screen):
+    """Edit a network; ``path`` is where it is saved (None: not saved yet)."""
+
+    BINDINGS = [
+        Binding("a", "add", "Add"),
+        Binding("i", "insert", "Insert after"),
+        Binding("c", "duplicate", "Duplicate"),
+        Binding("x,delete", "delete", "Delete"),
+        Binding("shift+up", "move(-1)", "Move up", key_display="⇧↑", group=_MOVE),
+        Binding("shift+down", "move(1)", "Move down", key_display="⇧↓", group=_MOVE),
+        Binding("s", "network", "Input size"),
+        Binding("ctrl+z", "undo", "Undo", group=_UNDO),
+        Binding("ctrl+y", "redo", "Redo", group=_UNDO),
+        Binding("ctrl+o", "open", "Open"),
+        Binding("ctrl+s", "save", "Save"),
+        Binding("ctrl+r", "save_as", "Save as"),
+        Binding("ctrl+n", "new", "New", show=False),
+        Binding("ctrl+t", "train", "Train"),
+        Binding("escape", "focus_table", "Table", show=False),
+    ]
+
+    def __init__(self, network: Network, path: Path | None):
+        super().__init__()
+        self.history = model.History(network)
+        self.saved = network  # what is on disk at `path`; unsaved changes = current != saved
+        self.path = path
+        self.analysis: Analysis = analyze(network)
+        self.selected = 0
+        self.invalid: tuple[int, str] | None = None  # (row, message) of an edit that does not validate
+
+    # ----------------------------------------------------------------------------------
+    # Layout
+
+    def compose(self) -> ComposeResult:
+        yield Header()
+        with Horizontal(id="main"):
+            with Vertical(id="left"):
+                table = DataTable(id="layers", cursor_type="row", zebra_stripes=True)
+                table.border_title = "Layers"
+                yield table
+                detail = VerticalScroll(Static("", id="detail-text"), id="detail")
+                detail.border_title = "Formula"
+                yield detail
+            editor = LayerEditor(id="editor")
+            editor.border_title = "Layer"
+            yield editor
+        yield Static("", id="totals")
+        yield Footer()
+
+    async def on_mount(self) -> None:
+        table = self.query_one("#layers", DataTable)
+        for label in COLUMNS:
+            justify = "right" if label in ("#", "output", "params", "MACs", "RF") else "left"
+            table.add_column(Text(label, justify=justify), key=label or "mark")
+        self._recompute()
+        await self._load_editor()
+        table.focus()
+
+    # ----------------------------------------------------------------------------------
+    # State
+
+    @property
+    def network(self) -> Network:
+        return self.history.current
+
+    @property
+    def dirty(self) -> bool:
+        return self.network != self.saved
+
+    def _update_title(self) -> None:
+        name = str(self.path) if self.path else "unsaved spec"
+        self.title = f"convcalc · {self.network.name}"
+        self.sub_title = f"{name}{' ●' if self.dirty else ''}"
+
+    def _recompute(self) -> None:
+        """Analyse the current network and redraw the table, totals and formula."""
+        self.analysis = analyze(self.network)
+        self.selected = min(self.selected, max(0, len(self.network.layers) - 1))
+        self._fill_table()
+        self._update_totals()
+        self._update_detail()
+        self._update_title()
+
+    def _row_cells(self, row: LayerResult) -> list[Text]:
+        invalid = self.invalid is not None and self.invalid[0] == row.index
+        style = "bold red" if row.errors or invalid else ("yellow" if row.warnings else "")
+        mark = "✗" if row.errors or invalid else ("!" if row.warnings else "")
+        done = row.output_shape is not None
+        rf, _ = render.rf_text(row)
+        cells = (
+            mark, str(row.index), row.name, row.type, row.summary, fmt_shape(row.output_shape),
+            f"{row.params:,}" if done else "—", f"{row.macs:,}" if done else "—", rf,
+        )  # fmt: skip
+        return [
+            Text(
+                cell,
+                style=style,
+                justify="right" if label in ("#", "output", "params", "MACs", "RF") else "left",
+            )
+            for label, cell in zip(COLUMNS, cells, strict=True)
+        ]
+
+    def _fill_table(self) -> None:
+        table = self.query_one("#layers", DataTable)
+        table.clear()
+        table.add_rows(self._row_cells(row) for row in self.analysis.rows)
+        table.border_title = f"Layers · input {fmt_shape(self.network.input)}"
+        if self.analysis.rows:
+            table.move_cursor(row=self.selected, animate=False)
+
+    def _update_totals(self) -> None:
+        a = self.analysis
+        text = Text()
+        text.append("in ", "dim").append(fmt_shape(a.input_shape), "bold")
+        text.append(" → out ", "dim").append(fmt_shape(a.output_shape), "bold")
+        text.append("   params ", "dim").append(f"{a.total_params:,}", "bold")
+        text.append(f" ({render.human_bytes(a.param_bytes)})", "dim")
+        text.append("   MACs ", "dim").append(render.human_count(a.total_macs), "bold")
+        text.append("   memory ", "dim").append(render.human_bytes(a.total_memory_bytes), "bold")
+        text.append("/sample", "dim")
+        text.append("\n")
+        if self.invalid is not None:
+            text.append(f"✗ layer {self.invalid[0]}: {self.invalid[1]}", "bold red")
+        elif a.errors:
+            more = f" (+{len(a.errors) - 1} more)" if len(a.errors) > 1 else ""
+            text.append(f"✗ {a.errors[0]}{more}", "bold red")
+        elif a.warnings:
+            more = f" (+{len(a.warnings) - 1} more)" if len(a.warnings) > 1 else ""
+            text.append(f"! {a.warnings[0]}{more}", "yellow")
+        else:
+            text.append(f"✓ {len(a.rows)} layers, no errors", "green")
+        self.query_one("#totals", Static).update(text)
+
+    def _current_row(self) -> LayerResult | None:
+        rows = self.analysis.rows
+        return rows[self.selected] if rows else None
+
+    def _update_detail(self) -> None:
+        row = self._current_row()
+        text = Text()
+        if row is None:
+            text.append("Add a layer (a) to see its formulas here.", "dim")
+        else:
+            lines = render.explain_row(row)
+            text.append(lines[0] + "\n", "bold")
+            for line in lines[1:]:
+                text.append(line + "\n")
+            if row.receptive_field is not None:
+                rf, jump = render.rf_text(row)
+                text.append(f"    receptive field {rf}, jump {jump}\n", "cyan")
+            for problem in row.errors:
+                text.append(
+                    f"✗ {problem.message}" + (f"; fix: {problem.fix}" if problem.fix else "") + "\n",
+                    "bold red",
+                )
+            for problem in row.warnings:
+                text.append(
+                    f"! {problem.message}" + (f"; fix: {problem.fix}" if problem.fix else "") + "\n", "yellow"
+                )
+        self.query_one("#detail-text", Static).update(text)
+
+    async def _load_editor(self) -> None:
+        self.invalid = None
+        await self.query_one(LayerEditor).show_layer(
+            self.selected if self.analysis.rows else None, self._current_row()
+        )
+        self._show_row_problems()
+
+    def _show_row_problems(self) -> None:
+        """The engine's messages for the selected layer, under its fields."""
+        row = self._current_row()
+        if row is None:
+            return
+        messages = [f"{p.message}" + (f"; fix: {p.fix}" if p.fix else "") for p in row.errors]
+        self.query_one(LayerEditor).show_errors({"": "\n✗ ".join(messages)} if messages else {})
+
+    async def _apply(self, network: Network, group: object | None = None, reload_editor: bool = True) -> None:
+        if not self.history.push(network, group):
+            return
+        self.invalid = None
+        self._recompute()
+        if reload_editor:
+            await self._load_editor()
+
+    # ----------------------------------------------------------------------------------
+    # Events
+
+    @on(DataTable.RowHighlighted, "#layers")
+    async def _row_highlighted(self, event: DataTable.RowHighlighted) -> None:
+        if event.cursor_row == self.selected and self.query_one(LayerEditor).index == self.selected:
+            return
+        self.selected = event.cursor_row
+        self.history.seal()
+        had_invalid = self.invalid is not None
+        await self._load_editor()
+        if had_invalid:
+            self._fill_table()
+            self._update_totals()
+        self._update_detail()
+
+    @on(DataTable.RowSelected, "#layers")
+    def _row_selected(self) -> None:
+        """Enter on a row: edit its first field."""
+        for widget in self.query_one(LayerEditor).query("Input, Select"):
+            if widget.id != "layer-type":
+                widget.focus()
+                return
+
+    @on(LayerEditor.Edited)
+    async def _edited(self, event: LayerEditor.Edited) -> None:
+        editor = self.query_one(LayerEditor)
+        try:
+            network = model.edit_layer(self.network, event.index, event.type_name, event.values)
+        except model.FieldErrors as errors:
+            editor.show_errors(errors.errors)
+            self.invalid = (event.index, next(iter(errors.errors.values())))
+            self._fill_table()
+            self._update_totals()
+            return
+        was_invalid = self.invalid is not None
+        self.invalid = None
+        if self.history.push(network, group=(event.index, event.field)):
+            self._recompute()
+        elif was_invalid:
+            self._fill_table()
+            self._update_totals()
+        row = self._current_row()
+        if row is not None:
+            editor.update_hints(row)
+        self._show_row_problems()
+
+    @on(LayerEditor.TypeChanged)
+    async def _type_changed(self, event: LayerEditor.TypeChanged) -> None:
+        await self._apply(model.change_type(self.network, event.index, event.type_name))
+        self.query_one("#layer-type").focus()
+
+    # ----------------------------------------------------------------------------------
+    # Actions
+
+    def check_action(self, action: str, parameters: tuple) -> bool | None:
+        needs_layer = {"insert", "duplicate", "delete", "move"}
+        if action in needs_layer and not self.network.layers:
+            return None  # shown dimmed in the footer
+        if action == "undo" and not self.history.can_undo:
+            return None
+        if action == "redo" and not self.history.can_redo:
+            return None
+        return True
+
+    def _refresh_footer(self) -> None:
+        self.refresh_bindings()
+
+    def action_add(self) -> None:
+        self.app.push_screen(
+            LayerTypeDialog("Add a layer at the end"), self._add_at(len(self.network.layers))
+        )
+
+    def action_insert(self) -> None:
+        self.app.push_screen(
+            LayerTypeDialog(f"Insert a layer after layer {self.selected}"), self._add_at(self.selected + 1)
+        )
+
+    def _add_at(self, index: int):
+        async def add(type_name: str | None) -> None:
+            if type_name is None:
+                return
+            self.selected = index
+            await self._apply(model.insert_layer(self.network, index, model.new_layer(type_name)))
+            self._refresh_footer()
+
+        return add
+
+    async def action_delete(self) -> None:
+        await self._apply(model.delete_layer(self.network, self.selected))
+        self._refresh_footer()
+
+    async def action_duplicate(self) -> None:
+        network = model.duplicate_layer(self.network, self.selected)
+        self.selected += 1
+        await self._apply(network)
+
+    async def action_move(self, offset: int) -> None:
+        target = self.selected + offset
+        if not 0 <= target < len(self.network.layers):
+            return
+        network = model.move_layer(self.network, self.selected, offset)
+        self.selected = target
+        await self._apply(network)
+
+    async def action_undo(self) -> None:
+        if self.history.undo():
+            await self._after_history()
+
+    async def action_redo(self) -> None:
+        if self.history.redo():
+            await self._after_history()
+
+    async def _after_history(self) -> None:
+        self.invalid = None
+        self._recompute()
+        await self._load_editor()
+        self._refresh_footer()
+
+    def action_network(self) -> None:
+        async def done(result) -> None:
+            if result is not None:
+                name, shape = result
+                await self._apply(model.set_header(self.network, name, shape))
+
+        self.app.push_screen(NetworkDialog(self.network.name, self.network.input), done)
+
+    def action_focus_table(self) -> None:
+        self.query_one("#layers").focus()
+
+    # Files -------------------------------------------------------------------------
+
+    def save_to(self, path: Path) -> None:
+        """Write the current network to ``path`` (raises ``SaveError``)."""
+        model.write_spec(self.network, path)
+        self.saved, self.path = self.network, path
+        self._update_title()
+        self.notify(f"Saved {path}", timeout=3)
+
+    def action_save(self) -> None:
+        if self.path is None:
+            self.action_save_as()
+            return
+        try:
+            self.save_to(self.path)
+        except ConvcalcError as error:
+            self.notify(str(error), title="Not saved", severity="error", timeout=10)
+
+    def action_save_as(self, then=None) -> None:
+        initial = str(self.path) if self.path else f"{self.network.name}.yaml"
+
+        def after(path: Path | None) -> None:
+            if path is not None and then is not None:
+                then()
+
+        self.app.push_screen(PathDialog("Save as", initial, self.save_to), after)
+
+    async def open_network(self, network: Network, path: Path | None) -> None:
+        self.history = model.History(network)
+        self.saved, self.path, self.selected, self.invalid = network, path, 0, None
+        self._recompute()
+        await self._load_editor()
+        self._refresh_footer()
+
+    def action_open(self) -> None:
+        def load(path: Path) -> None:
+            network = load_spec(path)  # a SpecError is shown in the dialog
+            self.app.call_later(self.open_network, network, path)
+
+        self._unless_unsaved(
+            "Open another spec", lambda: self.app.push_screen(PathDialog("Open spec", "", load, browse=True))
+        )
+
+    def action_new(self) -> None:
+        def new() -> None:
+            self.app.call_later(self.open_network, Network(name="network", input=model.NEW_INPUT), None)
+
+        self._unless_unsaved("Start a new spec", new)
+
+    def _unless_unsaved(self, what: str, proceed, discard_label: str = "Discard") -> None:
+        """Run ``proceed`` now, or after asking what to do with unsaved changes."""
+        if not self.dirty:
+            proceed()
+            return
+        where = str(self.path) if self.path else "this new spec"
+
+        def answered(choice: str | None) -> None:
+            if choice == "discard":
+                proceed()
+            elif choice == "save":
+                if self.path is None:
+                    self.action_save_as(then=proceed)
+                    return
+                try:
+                    self.save_to(self.path)
+                except ConvcalcError as error:
+                    self.notify(str(error), title="Not saved", severity="error", timeout=10)
+                    return
+                proceed()
+
+        self.app.push_screen(
+            UnsavedDialog(f"{what}: save the changes to {where} first?", discard_label), answered
+        )
+
+    def request_quit(self) -> None:
+        self._unless_unsaved("Quit", self.app.exit, discard_label="Quit without saving")
+
+    def action_train(self) -> None:
+        from convcalc.tui.training import TrainingScreen
+
+        if self.analysis.errors:
+            self.notify(
+                f"{self.analysis.errors[0]}", title="Fix the network before training", severity="error"
+            )
+            return
+        self.app.push_screen(TrainingScreen(self.network))

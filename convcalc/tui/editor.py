@@ -1,0 +1,178 @@
+"""The layer editor: a type selector and one input per field of the selected layer.
+
+It knows nothing of the network: it shows a layer, reports what the user typed as messages
+(``Edited``, ``TypeChanged``) and shows the errors the screen sends back ("attributes
+down, messages up").
+"""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+
+from textual.app import ComposeResult
+from textual.containers import Horizontal, VerticalScroll
+from textual.message import Message
+from textual.widgets import Input, Label, Select, Static
+
+from convcalc.engine import LayerResult
+from convcalc.spec import LAYER_CLASSES
+from convcalc.tui import model
+
+_INFERRED = {"in_channels", "in_features", "num_features"}
+
+
+def _placeholder(row: LayerResult, field: str) -> str:
+    """What an empty input means for this row: the default, or what the engine inferred."""
+    if field == "name":
+        return f"auto: {row.name}"
+    if field in _INFERRED:
+        value = row.inferred.get(field)
+        return f"inferred: {value}" if value is not None else "inferred"
+    default = model.field_default(row.type, field)
+    if default is ...:
+        return "required"
+    if default is None:
+        return "= kernel_size" if field == "stride" else "default: none"
+    return f"default: {model.format_value(default)}"
+
+
+class LayerEditor(VerticalScroll):
+    """Shows layer ``index`` of the network; ids: ``#layer-type``, ``#field-<name>``,
+    ``#error-<name>`` (one error line per field) and ``#error-layer``."""
+
+    class Edited(Message):
+        """A field changed: the layer as typed (values may not validate)."""
+
+        def __init__(self, index: int, type_name: str, values: dict[str, Any], field: str):
+            super().__init__()
+            self.index, self.type_name, self.values, self.field = index, type_name, values, field
+
+    class TypeChanged(Message):
+        def __init__(self, index: int, type_name: str):
+            super().__init__()
+            self.index, self.type_name = index, type_name
+
+    def __init__(self, **kwargs: Any):
+        super().__init__(**kwargs)
+        self.index: int | None = None
+        self.type_name: str | None = None
+        self._loading = False
+        self._rebuild = asyncio.Lock()  # a rebuild removes and mounts widgets: one at a time
+
+    def compose(self) -> ComposeResult:
+        yield Static("No layers yet: press [b]a[/b] to add one.", classes="editor-empty")
+
+    async def show_layer(self, index: int | None, row: LayerResult | None) -> None:
+        """Rebuild the inputs for layer ``index`` (``None``: nothing selected)."""
+        async with self._rebuild:
+            await self._show_layer(index, row)
+
+    async def _show_layer(self, index: int | None, row: LayerResult | None) -> None:
+        self._loading = True
+        self.index = index
+        self.type_name = row.type if row else None
+        await self.remove_children()
+        if row is None:
+            self.border_title = "Layer"
+            await self.mount(Static("No layers yet: press [b]a[/b] to add one.", classes="editor-empty"))
+            self._loading = False
+            return
+        self.border_title = f"Layer {index} · {row.name}"
+        widgets = [
+            Horizontal(
+                Label("type", classes="field-label"),
+                Select(
+                    [(name, name) for name in LAYER_CLASSES],
+                    value=row.type,
+                    allow_blank=False,
+                    compact=True,
+                    id="layer-type",
+                ),
+                classes="field-row",
+            )
+        ]
+        for field in model.editable_fields(row.type):
+            widgets.append(
+                Horizontal(Label(field, classes="field-label"), self._input(row, field), classes="field-row")
+            )
+            widgets.append(Static("", id=f"error-{field}", classes="field-error"))
+        widgets.append(Static("", id="error-layer", classes="field-error"))
+        await self.mount_all(widgets)
+        self.call_after_refresh(self._done_loading)
+
+    def _done_loading(self) -> None:
+        self._loading = False
+
+    def _input(self, row: LayerResult, field: str):
+        kind = model.field_kind(row.type, field)
+        description = LAYER_CLASSES[row.type].model_fields[field].description
+        value = getattr(row.layer, field)
+        if kind == "bool":
+            widget = Select([("true", True), ("false", False)], value=value, allow_blank=False, compact=True)
+        elif isinstance(kind, tuple):
+            widget = Select(
+                [(choice, choice) for choice in kind], value=value, allow_blank=False, compact=True
+            )
+        else:
+            widget = Input(
+                value=model.shown_value(row.layer, field), placeholder=_placeholder(row, field), compact=True
+            )
+        widget.id = f"field-{field}"
+        widget.tooltip = description
+        return widget
+
+    def update_hints(self, row: LayerResult) -> None:
+        """Refresh placeholders (inferred channels, auto name) after the network changed."""
+        self.border_title = f"Layer {row.index} · {row.name}"
+        for field in model.editable_fields(row.type):
+            widget = self.query(f"#field-{field}")
+            if widget and isinstance(widget.first(), Input):
+                widget.first().placeholder = _placeholder(row, field)
+
+    def show_errors(self, errors: dict[str, str]) -> None:
+        """One message per field (``""``: the layer as a whole); fields not named are cleared."""
+        if self.type_name is None:
+            return
+        for field in [*model.editable_fields(self.type_name), "layer"]:
+            message = errors.get("" if field == "layer" else field, "")
+            for line in self.query(f"#error-{field}"):
+                line.update(f"✗ {message}" if message else "")
+                line.display = bool(message)
+            for widget in self.query(f"#field-{field}"):
+                widget.set_class(bool(message), "-invalid")
+
+    def values(self) -> dict[str, Any]:
+        """Every field as typed: parsed text, or the selected choice; None = not set."""
+        assert self.type_name is not None
+        values: dict[str, Any] = {}
+        for field in model.editable_fields(self.type_name):
+            widget = self.query_one(f"#field-{field}")
+            if isinstance(widget, Input):
+                values[field] = model.parse_value(field, widget.value)
+            else:
+                value = widget.value
+                values[field] = None if value == model.field_default(self.type_name, field) else value
+        return values
+
+    def _field_of(self, widget) -> str | None:
+        widget_id = widget.id or ""
+        return widget_id.removeprefix("field-") if widget_id.startswith("field-") else None
+
+    def on_input_changed(self, event: Input.Changed) -> None:
+        event.stop()
+        field = self._field_of(event.input)
+        if field and not self._loading and self.index is not None:
+            self.post_message(self.Edited(self.index, self.type_name, self.values(), field))
+
+    def on_select_changed(self, event: Select.Changed) -> None:
+        event.stop()
+        if self._loading or self.index is None:
+            return
+        if event.select.id == "layer-type":
+            if event.value != self.type_name:
+                self.post_message(self.TypeChanged(self.index, str(event.value)))
+            return
+        field = self._field_of(event.select)
+        if field:
+            self.post_message(self.Edited(self.index, self.type_name, self.values(), field))

@@ -1,0 +1,339 @@
+"""The designer's state, without any widgets: an immutable ``Network`` and its undo history.
+
+Every edit is a pure function ``Network -> Network`` (a new, validated network); the screen
+keeps a ``History`` of them and re-analyses the current one with ``engine.analyze``. Field
+text typed in the editor is parsed and validated here too, so the rules are testable without
+a terminal. Imports spec and the standard library only (no textual, no torch).
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import tempfile
+import typing
+from pathlib import Path
+from typing import Any
+
+import yaml
+from pydantic import ValidationError
+
+from convcalc.errors import ConvcalcError
+from convcalc.spec import LAYER_CLASSES, Network, SpecError, dump_spec, network_from_data, spec_to_data
+
+NEW_INPUT = (1, 28, 28)  # `convcalc tui` without a SPEC starts on an MNIST-sized input
+
+# Values for the required fields of a layer added from the designer, so a new layer is valid
+# at once: a shape-preserving 3×3 conv, a halving pool, a ×2 upsampling transposed conv.
+STARTER_FIELDS: dict[str, dict[str, Any]] = {
+    "Conv2d": {"out_channels": 16, "kernel_size": 3, "padding": 1},
+    "ConvTranspose2d": {"out_channels": 16, "kernel_size": 2, "stride": 2},
+    "MaxPool2d": {"kernel_size": 2},
+    "AvgPool2d": {"kernel_size": 2},
+    "AdaptiveAvgPool2d": {"output_size": 1},
+    "AdaptiveMaxPool2d": {"output_size": 1},
+    "Linear": {"out_features": 10},
+}
+
+_PAIR_TEXT = re.compile(r"^\s*(\d+)\s*(?:[x×,]|\s)\s*(\d+)\s*$")
+_FIELD_IN_MESSAGE = re.compile(r"field '([A-Za-z_]\w*)")
+_NAME_IN_MESSAGE = re.compile(r": name '")
+
+
+class SaveError(ConvcalcError):
+    """A spec that could not be written; the old file is left as it was."""
+
+
+# --------------------------------------------------------------------------------------
+# Undo history
+
+
+class History:
+    """The current network plus undo and redo stacks of whole networks.
+
+    ``push(network, group=key)`` with the same ``key`` as the previous push replaces the
+    current entry instead of adding one, so typing ``128`` into one field is one undo step.
+    """
+
+    def __init__(self, network: Network):
+        self.current = network
+        self._undo: list[Network] = []
+        self._redo: list[Network] = []
+        self._group: object | None = None
+
+    def push(self, network: Network, group: object | None = None) -> bool:
+        """Make ``network`` current; False (and nothing recorded) when it changes nothing."""
+        if network == self.current:
+            return False
+        if group is not None and group == self._group and self._undo:
+            if network == self._undo[-1]:  # the edit was typed back to where it started
+                self.current = self._undo.pop()
+                self._group = None
+                self._redo.clear()
+                return True
+        else:
+            self._undo.append(self.current)
+        self.current = network
+        self._redo.clear()
+        self._group = group
+        return True
+
+    def seal(self) -> None:
+        """End the current group: the next push is a new undo step."""
+        self._group = None
+
+    def undo(self) -> bool:
+        if not self._undo:
+            return False
+        self._redo.append(self.current)
+        self.current = self._undo.pop()
+        self._group = None
+        return True
+
+    def redo(self) -> bool:
+        if not self._redo:
+            return False
+        self._undo.append(self.current)
+        self.current = self._redo.pop()
+        self._group = None
+        return True
+
+    @property
+    def can_undo(self) -> bool:
+        return bool(self._undo)
+
+    @property
+    def can_redo(self) -> bool:
+        return bool(self._redo)
+
+
+# --------------------------------------------------------------------------------------
+# Edits: each returns a new, validated Network
+
+
+def _with_layers(network: Network, layers: list) -> Network:
+    return Network.model_validate({"name": network.name, "input": network.input, "layers": layers})
+
+
+def new_layer(type_name: str):
+    """A valid layer of ``type_name``, its required fields filled from ``STARTER_FIELDS``."""
+    return LAYER_CLASSES[type_name].model_validate({"type": type_name, **STARTER_FIELDS.get(type_name, {})})
+
+
+def insert_layer(network: Network, index: int, layer) -> Network:
+    """``layer`` at position ``index`` (``len(layers)`` appends)."""
+    layers = list(network.layers)
+    layers.insert(index, layer)
+    return _with_layers(network, layers)
+
+
+def delete_layer(network: Network, index: int) -> Network:
+    layers = list(network.layers)
+    del layers[index]
+    return _with_layers(network, layers)
+
+
+def duplicate_layer(network: Network, index: int) -> Network:
+    """A copy of layer ``index`` right after it; a named layer's copy gets a fresh name."""
+    layer = network.layers[index]
+    if layer.name is not None:
+        taken = {other.name for other in network.layers}
+        base = re.sub(r"_\d+$", "", layer.name)
+        n = 2
+        while f"{base}_{n}" in taken:
+            n += 1
+        layer = layer.model_copy(update={"name": f"{base}_{n}"})
+    return insert_layer(network, index + 1, layer)
+
+
+def move_layer(network: Network, index: int, offset: int) -> Network:
+    """Swap layer ``index`` with its neighbour ``index + offset`` (offset ±1)."""
+    target = index + offset
+    if not 0 <= target < len(network.layers):
+        return network
+    layers = list(network.layers)
+    layers[index], layers[target] = layers[target], layers[index]
+    return _with_layers(network, layers)
+
+
+def change_type(network: Network, index: int, type_name: str) -> Network:
+    """Layer ``index`` as a ``type_name``, keeping the fields the two types share when they fit
+    (Conv2d -> MaxPool2d keeps kernel_size, stride, padding, dilation and the name)."""
+    old = network.layers[index]
+    if old.type == type_name:
+        return network
+    cls = LAYER_CLASSES[type_name]
+    kept = {
+        key: value
+        for key, value in old.model_dump(exclude_defaults=True, exclude={"type"}).items()
+        if key in cls.model_fields
+    }
+    starter = {"type": type_name, **STARTER_FIELDS.get(type_name, {})}
+    try:
+        layer = cls.model_validate({**starter, **kept})
+    except ValidationError:
+        layer = cls.model_validate({**starter, "name": old.name})
+    layers = list(network.layers)
+    layers[index] = layer
+    return _with_layers(network, layers)
+
+
+def set_header(network: Network, name: str, input_shape: tuple[int, int, int]) -> Network:
+    return Network.model_validate({"name": name, "input": input_shape, "layers": list(network.layers)})
+
+
+def parse_input_size(text: str) -> tuple[int, int, int]:
+    """``1x28x28`` / ``1×28×28`` / ``1, 28, 28`` -> (C, H, W); ValueError with the fix."""
+    parts = [part for part in re.split(r"[x×,\s]+", text.strip().lower()) if part]
+    try:
+        dims = tuple(int(part) for part in parts)
+    except ValueError:
+        dims = ()
+    if len(dims) != 3 or min(dims) < 1:
+        raise ValueError(f"{text!r}: give channels×height×width as three positive integers, e.g. 3x32x32")
+    return dims  # type: ignore[return-value]
+
+
+# --------------------------------------------------------------------------------------
+# Editor fields: text <-> values, validation with the spec's own messages
+
+
+def editable_fields(type_name: str) -> list[str]:
+    """The fields the editor shows for a layer type, in the model's order (``type`` apart)."""
+    return [name for name in LAYER_CLASSES[type_name].model_fields if name != "type"]
+
+
+def field_kind(type_name: str, field: str) -> str | tuple[str, ...]:
+    """``"bool"``, the tuple of choices of a ``Literal`` field, or ``"text"``."""
+    annotation = LAYER_CLASSES[type_name].model_fields[field].annotation
+    if annotation is bool:
+        return "bool"
+    if typing.get_origin(annotation) is typing.Literal:
+        return tuple(str(choice) for choice in typing.get_args(annotation))
+    return "text"
+
+
+def field_default(type_name: str, field: str) -> Any:
+    """The field's default, or ``...`` when the field is required."""
+    info = LAYER_CLASSES[type_name].model_fields[field]
+    return ... if info.is_required() else info.default
+
+
+def format_value(value: Any) -> str:
+    """A field value as the editor shows it (the spec's YAML spelling): ``[3, 5]``, ``true``."""
+    if value is None:
+        return ""
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, (tuple, list)):
+        return "[" + ", ".join(format_value(item) for item in value) + "]"
+    return str(value)
+
+
+def shown_value(layer, field: str) -> str:
+    """What the field's input holds: the value when the spec sets it, else empty (the
+    placeholder then shows the default)."""
+    explicit = layer.model_dump(exclude_defaults=True)
+    return format_value(explicit[field]) if field in explicit else ""
+
+
+def parse_value(field: str, text: str) -> Any:
+    """Typed text -> the value to validate; ``None`` means "not set" (use the default).
+
+    ``3x5``, ``3×5``, ``3,5`` and ``[3, 5]`` are pairs; other text is read as a YAML scalar, so
+    ``5`` is an int, ``0.5`` a float and ``same`` a string. A name is taken as typed.
+    """
+    text = text.strip()
+    if not text:
+        return None
+    if field == "name":
+        return text
+    pair = _PAIR_TEXT.match(text)
+    if pair:
+        return [int(pair.group(1)), int(pair.group(2))]
+    try:
+        return yaml.safe_load(text)
+    except yaml.YAMLError:
+        return text
+
+
+def edit_layer(network: Network, index: int, type_name: str, values: dict[str, Any]) -> Network:
+    """Layer ``index`` replaced by ``type_name(**values)`` (None values left out).
+
+    Raises ``FieldErrors`` mapping each field (``""`` for the layer as a whole) to the
+    spec's message when the edit is not valid.
+    """
+    name = values.get("name")
+    for other, layer in enumerate(network.layers):
+        if name is not None and other != index and layer.name == name:
+            raise FieldErrors(
+                {"name": f"name {name!r} is already used by layer {other}; give each layer its own name"}
+            )
+    data = spec_to_data(network)
+    data["layers"][index] = {"type": type_name, **{k: v for k, v in values.items() if v is not None}}
+    try:
+        return network_from_data(data, source="editor")
+    except SpecError as error:
+        raise FieldErrors.from_problems(error.problems) from None
+
+
+class FieldErrors(ConvcalcError):
+    """Problems of an edit by field: ``errors["kernel_size"] == "invalid value -1; ..."``
+    (``""``: the layer as a whole)."""
+
+    def __init__(self, errors: dict[str, str]):
+        self.errors = errors
+        super().__init__("\n".join(f"{field or 'layer'}: {message}" for field, message in errors.items()))
+
+    @classmethod
+    def from_problems(cls, problems: list[str]) -> FieldErrors:
+        """Sort the spec's messages (``editor: layer 3 (Conv2d): field 'x': ...``) by field."""
+        errors: dict[str, str] = {}
+        for problem in problems:
+            match = _FIELD_IN_MESSAGE.search(problem)
+            if match:
+                field, message = match.group(1), problem[match.end() + 2 :].lstrip(": ")
+            elif _NAME_IN_MESSAGE.search(problem):
+                field, message = "name", problem.split("): ", 1)[-1]
+            else:
+                field, message = "", problem.split(": ", 1)[-1]
+            errors.setdefault(field, message)
+        return cls(errors)
+
+
+# --------------------------------------------------------------------------------------
+# Files
+
+
+def write_spec(network: Network, path: str | Path) -> Path:
+    """Save ``network`` as YAML at ``path``: a temporary file in the same folder, then
+    ``os.replace``, so a failed save leaves the old file whole. Keeps the old file's mode."""
+    path = Path(path).expanduser()
+    folder = path.parent if str(path.parent) else Path(".")
+    text = dump_spec(network)
+    if path.is_dir():
+        raise SaveError(f"{path}: is a folder; give a file name such as {path / (network.name + '.yaml')}")
+    if not folder.is_dir():
+        raise SaveError(f"{path}: the folder {folder} does not exist; create it or choose another path")
+    try:
+        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=folder)
+    except OSError as exc:
+        raise SaveError(f"{path}: cannot write in {folder} ({exc.strerror}); choose another folder") from None
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as handle:
+            handle.write(text)
+            handle.flush()
+            os.fsync(handle.fileno())
+        mode = path.stat().st_mode & 0o777 if path.exists() else 0o666 & ~_umask()
+        os.chmod(tmp, mode)
+        os.replace(tmp, path)
+    except OSError as exc:
+        Path(tmp).unlink(missing_ok=True)
+        raise SaveError(f"{path}: could not save ({exc.strerror}); the old file is unchanged") from None
+    return path
+
+
+def _umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask

@@ -1,0 +1,410 @@
+"""The training screen: train the designed network with the same loop as ``convcalc train``.
+
+torch is imported off the UI thread: a worker loads ``convcalc.train`` when the screen opens
+(the form shows ``TrainConfig()``'s defaults once it is there), and ``train.train`` runs in a
+``@work(thread=True)`` worker that reports through ``TrainCallbacks`` -> thread-safe
+``post_message``. Stop sets the loop's cancel ``Event``; the loop then saves its checkpoint.
+"""
+
+from __future__ import annotations
+
+import math
+import threading
+import time
+from dataclasses import dataclass
+from typing import Any
+
+from rich.text import Text
+from textual import on, work
+from textual.app import ComposeResult
+from textual.binding import Binding
+from textual.containers import Horizontal, Vertical, VerticalScroll
+from textual.message import Message
+from textual.screen import Screen
+from textual.widgets import Button, Footer, Header, Input, Label, ProgressBar, Select, Static
+from textual_plotext import PlotextPlot
+
+from convcalc import render
+from convcalc.engine import analyze, fmt_shape
+from convcalc.errors import ConvcalcError
+from convcalc.spec import Network
+
+_BATCH_UPDATE_SECONDS = 0.1  # at most ~10 progress messages a second from the training thread
+
+
+# Messages from the worker threads (post_message is thread-safe) ----------------------------
+
+
+@dataclass
+class TrainerReady(Message):
+    defaults: Any  # TrainConfig()
+    datasets: list[str]
+
+
+@dataclass
+class TrainerFailed(Message):
+    message: str
+
+
+@dataclass
+class RunStarted(Message):
+    epochs: int
+    batches: int
+
+
+@dataclass
+class BatchDone(Message):
+    epoch: int  # 1-based
+    batch: int  # 0-based
+    loss: float
+    images_per_second: float
+
+
+@dataclass
+class EpochDone(Message):
+    metrics: Any  # EpochMetrics
+
+
+@dataclass
+class Downloading(Message):
+    file: str
+    done: int
+    total: int | None
+
+
+@dataclass
+class RunFinished(Message):
+    result: Any  # TrainResult
+
+
+class TrainingScreen(Screen):
+    """Train ``network``; ids: ``#dataset #data-dir #epochs #batch-size #lr #limit #out``,
+    ``#start #stop``, ``#progress``, ``#train-stats``, ``#train-error``, ``#train-result``."""
+
+    BINDINGS = [
+        Binding("escape", "back", "Designer"),
+        Binding("ctrl+t", "start", "Start"),
+        Binding("ctrl+b", "stop", "Stop"),
+    ]
+
+    def __init__(self, network: Network):
+        super().__init__()
+        self.network = network
+        self.analysis = analyze(network)
+        self.running = False
+        self.cancel = threading.Event()
+        self.defaults: Any = None
+        self.result: Any = None
+        self.batch_losses: list[tuple[float, float]] = []  # (epoch as a fraction, loss)
+        self.epochs: list[Any] = []  # EpochMetrics
+        self.total_epochs = 0
+        self.batches = 0
+
+    # Layout -----------------------------------------------------------------------------
+
+    def compose(self) -> ComposeResult:
+        yield Header()
+        with Horizontal():
+            with VerticalScroll(id="train-form"):
+                yield Static(self._spec_line(), id="train-spec")
+                yield self._row(
+                    "dataset", Select([], id="dataset", compact=True, allow_blank=True, prompt="…")
+                )
+                yield self._row("data folder", Input(id="data-dir", compact=True, placeholder="auto"))
+                yield self._row(
+                    "download",
+                    Select([("yes", True), ("no", False)], id="download", compact=True, allow_blank=False),
+                )
+                yield self._row("epochs", Input(id="epochs", compact=True, type="integer"))
+                yield self._row("batch size", Input(id="batch-size", compact=True, type="integer"))
+                yield self._row("learning rate", Input(id="lr", compact=True, type="number"))
+                yield self._row(
+                    "limit", Input(id="limit", compact=True, type="integer", placeholder="all images")
+                )
+                yield self._row("checkpoint", Input(id="out", compact=True))
+                with Horizontal(id="train-buttons"):
+                    yield Button("Start", id="start", variant="success", disabled=True)
+                    yield Button("Stop", id="stop", variant="error", disabled=True)
+                yield Static("", id="train-result")
+            with Vertical(id="train-main"):
+                with Vertical(id="progress-box"):
+                    yield ProgressBar(id="progress", total=1, show_eta=False)
+                    yield Static("Loading PyTorch…", id="train-stats")
+                yield Static("", id="train-error", classes="field-error")
+                yield PlotextPlot(id="loss-plot", classes="plot")
+                yield PlotextPlot(id="accuracy-plot", classes="plot")
+        yield Footer()
+
+    @staticmethod
+    def _row(label: str, widget) -> Horizontal:
+        return Horizontal(Label(label, classes="field-label"), widget, classes="field-row")
+
+    def _spec_line(self) -> Text:
+        a = self.analysis
+        text = Text()
+        text.append(self.network.name, "bold")
+        text.append(f"\n{fmt_shape(a.input_shape)} → {fmt_shape(a.output_shape)}", "dim")
+        text.append(f"\n{a.total_params:,} params · {render.human_count(a.total_macs)} MACs", "dim")
+        return text
+
+    def on_mount(self) -> None:
+        self.title = f"convcalc · train {self.network.name}"
+        self.query_one("#train-form").border_title = "Training"
+        self.query_one("#progress-box").border_title = "Progress"
+        self.query_one("#loss-plot").border_title = "Loss"
+        self.query_one("#accuracy-plot").border_title = "Test accuracy"
+        self._draw_plots()
+        self._load_trainer()
+
+    # Loading torch and the defaults --------------------------------------------------------
+
+    @work(thread=True, group="load-trainer")
+    def _load_trainer(self) -> None:
+        try:
+            from convcalc import data, train
+        except Exception as error:  # torch missing or broken: say so in the app
+            self.post_message(TrainerFailed(f"cannot load PyTorch: {error}"))
+            return
+        self.post_message(TrainerReady(train.TrainConfig(), list(data.DATASETS)))
+
+    @on(TrainerReady)
+    def _ready(self, event: TrainerReady) -> None:
+        self.defaults = event.defaults
+        select = self.query_one("#dataset", Select)
+        select.set_options([(name, name) for name in event.datasets])
+        select.value = event.defaults.dataset
+        self.query_one("#download", Select).value = event.defaults.download
+        self.query_one("#epochs", Input).value = str(event.defaults.epochs)
+        self.query_one("#batch-size", Input).value = str(event.defaults.batch_size)
+        self.query_one("#lr", Input).value = f"{event.defaults.lr:g}"
+        self._update_out_placeholder()
+        self.query_one("#start", Button).disabled = False
+        self.query_one("#train-stats", Static).update("Ready: press Start.")
+
+    @on(TrainerFailed)
+    def _failed(self, event: TrainerFailed) -> None:
+        self.running = False
+        self._set_running(False)
+        error = self.query_one("#train-error", Static)
+        error.update(f"✗ {event.message}")
+        error.display = True
+        self.query_one("#train-stats", Static).update("Not running.")
+
+    @on(Select.Changed, "#dataset")
+    def _update_out_placeholder(self) -> None:
+        dataset = self.query_one("#dataset", Select).value
+        if self.defaults is not None and isinstance(dataset, str):
+            self.query_one("#out", Input).placeholder = f"runs/{self.network.name}-{dataset}.pt"
+
+    # Start and stop ----------------------------------------------------------------------
+
+    def _config(self):
+        """The form as a ``TrainConfig``; ValueError naming the field when a value is wrong."""
+        from dataclasses import replace
+
+        def number(selector: str, label: str, kind, optional: bool = False):
+            text = self.query_one(selector, Input).value.strip()
+            if not text and optional:
+                return None
+            try:
+                value = kind(text)
+            except ValueError:
+                raise ValueError(
+                    f"{label}: {text!r} is not a {'whole ' if kind is int else ''}number"
+                ) from None
+            if not value > 0 or not math.isfinite(value):
+                raise ValueError(f"{label}: must be greater than 0 (got {text})")
+            return value
+
+        data_dir = self.query_one("#data-dir", Input).value.strip() or None
+        out = self.query_one("#out", Input).value.strip() or None
+        return replace(
+            self.defaults,
+            dataset=self.query_one("#dataset", Select).value,
+            data_dir=data_dir,
+            download=self.query_one("#download", Select).value,
+            epochs=number("#epochs", "epochs", int),
+            batch_size=number("#batch-size", "batch size", int),
+            lr=number("#lr", "learning rate", float),
+            limit=number("#limit", "limit", int, optional=True),
+            out=out,
+        )
+
+    def action_start(self) -> None:
+        if self.running or self.defaults is None:
+            return
+        error = self.query_one("#train-error", Static)
+        try:
+            config = self._config()
+        except ValueError as exc:
+            error.update(f"✗ {exc}")
+            error.display = True
+            return
+        error.display = False
+        self.query_one("#train-result", Static).update("")
+        self.batch_losses, self.epochs, self.result = [], [], None
+        self.cancel = threading.Event()
+        self.running = True
+        self._set_running(True)
+        self.query_one("#train-stats", Static).update("Loading data…")
+        self._draw_plots()
+        self._train(config, self.cancel)
+
+    def action_stop(self) -> None:
+        if self.running and not self.cancel.is_set():
+            self.stop_training()
+            self.query_one("#stop", Button).disabled = True
+            self.query_one("#train-stats", Static).update("Stopping after this batch; saving the checkpoint…")
+
+    def stop_training(self) -> None:
+        """Ask the loop to stop after the current batch (it saves its checkpoint)."""
+        self.cancel.set()
+
+    def _set_running(self, running: bool) -> None:
+        self.query_one("#start", Button).disabled = running or self.defaults is None
+        self.query_one("#stop", Button).disabled = not running
+        for widget in self.query("#train-form Input, #train-form Select"):
+            widget.disabled = running
+
+    @on(Button.Pressed, "#start")
+    def _start_pressed(self) -> None:
+        self.action_start()
+
+    @on(Button.Pressed, "#stop")
+    def _stop_pressed(self) -> None:
+        self.action_stop()
+
+    def action_back(self) -> None:
+        if self.running:
+            self.action_stop()
+            self.notify("Training stopped; the checkpoint is kept.", timeout=4)
+        self.app.pop_screen()
+
+    def on_unmount(self) -> None:
+        self.cancel.set()
+
+    # The worker --------------------------------------------------------------------------
+
+    @work(thread=True, exclusive=True, group="train")
+    def _train(self, config, cancel: threading.Event) -> None:
+        """Runs ``train.train`` (the loop of ``convcalc train``) in a thread."""
+        from convcalc import train
+
+        state = {"last": 0.0, "epoch_start": time.perf_counter(), "batches": 0}
+
+        def on_start(epochs: int, batches: int) -> None:
+            state["epoch_start"], state["batches"] = time.perf_counter(), batches
+            self.post_message(RunStarted(epochs, batches))
+
+        def on_batch(epoch: int, batch: int, loss: float) -> None:
+            now = time.perf_counter()
+            if batch == 0:
+                state["epoch_start"] = now
+            if now - state["last"] >= _BATCH_UPDATE_SECONDS or batch == state["batches"] - 1:
+                state["last"] = now
+                elapsed = now - state["epoch_start"]
+                rate = (batch + 1) * config.batch_size / elapsed if elapsed > 0 else 0.0
+                self.post_message(BatchDone(epoch, batch, loss, rate))
+
+        def on_epoch(metrics) -> None:
+            self.post_message(EpochDone(metrics))
+
+        def on_download(file: str, done: int, total: int | None) -> None:
+            self.post_message(Downloading(file, done, total))
+
+        callbacks = train.TrainCallbacks(
+            on_start=on_start, on_batch=on_batch, on_epoch=on_epoch, on_download=on_download
+        )
+        try:
+            result = train.train(self.network, config, callbacks, cancel)
+        except ConvcalcError as error:
+            self.post_message(TrainerFailed(str(error)))
+            return
+        except Exception as error:  # e.g. out of memory: shown in the app, not as a traceback
+            self.post_message(TrainerFailed(f"training failed: {type(error).__name__}: {error}"))
+            return
+        self.post_message(RunFinished(result))
+
+    # Progress ------------------------------------------------------------------------------
+
+    @on(RunStarted)
+    def _run_started(self, event: RunStarted) -> None:
+        self.total_epochs, self.batches = event.epochs, event.batches
+        self.query_one("#progress", ProgressBar).update(total=event.epochs * event.batches, progress=0)
+        self.query_one("#train-stats", Static).update(f"Epoch 1/{event.epochs} starting…")
+
+    @on(Downloading)
+    def _downloading(self, event: Downloading) -> None:
+        size = f"{render.human_bytes(event.done)}" + (
+            f" of {render.human_bytes(event.total)}" if event.total else ""
+        )
+        self.query_one("#train-stats", Static).update(f"Downloading {event.file}: {size}")
+
+    @on(BatchDone)
+    def _batch_done(self, event: BatchDone) -> None:
+        done = (event.epoch - 1) * self.batches + event.batch + 1
+        self.query_one("#progress", ProgressBar).update(progress=done)
+        self.batch_losses.append((event.epoch - 1 + (event.batch + 1) / max(self.batches, 1), event.loss))
+        stats = Text()
+        stats.append(f"Epoch {event.epoch}/{self.total_epochs}", "bold")
+        stats.append(f" · batch {event.batch + 1}/{self.batches}")
+        stats.append(f" · loss {event.loss:.4f}")
+        stats.append(f" · {event.images_per_second:,.0f} images/s", "cyan")
+        if self.cancel.is_set():
+            stats.append(" · stopping…", "yellow")
+        self.query_one("#train-stats", Static).update(stats)
+        self._draw_plots()
+
+    @on(EpochDone)
+    def _epoch_done(self, event: EpochDone) -> None:
+        self.epochs.append(event.metrics)
+        self._draw_plots()
+
+    @on(RunFinished)
+    def _finished(self, event: RunFinished) -> None:
+        result = self.result = event.result
+        self.running = False
+        self._set_running(False)
+        text = Text()
+        if result.cancelled:
+            text.append("Stopped", "bold yellow")
+            text.append(f" after {len(result.epochs)} complete epoch(s).\n")
+        else:
+            text.append("Finished", "bold green")
+            text.append(f" {len(result.epochs)} epoch(s) in {result.seconds:.1f} s.\n")
+        if result.epochs:
+            text.append("Test accuracy ")
+            text.append(f"{result.test_accuracy:.2%}", "bold")
+            text.append(f" · test loss {result.test_loss:.4f}\n")
+        text.append(f"{result.images_per_second:,.0f} images/s\n", "cyan")
+        text.append("Checkpoint ")
+        text.append(str(result.checkpoint), "bold")
+        self.query_one("#train-result", Static).update(text)
+        self.query_one("#train-stats", Static).update(
+            "Stopped: the checkpoint is kept and can be resumed." if result.cancelled else "Done."
+        )
+
+    def _draw_plots(self) -> None:
+        loss = self.query_one("#loss-plot", PlotextPlot)
+        plt = loss.plt
+        plt.clear_data()
+        plt.xlabel("epoch")
+        if self.batch_losses:
+            plt.plot(
+                [x for x, _ in self.batch_losses], [y for _, y in self.batch_losses], label="train (batch)"
+            )
+        if self.epochs:
+            plt.plot(
+                [m.epoch for m in self.epochs], [m.test_loss for m in self.epochs], label="test", marker="dot"
+            )
+        loss.refresh()
+        accuracy = self.query_one("#accuracy-plot", PlotextPlot)
+        plt = accuracy.plt
+        plt.clear_data()
+        plt.xlabel("epoch")
+        plt.ylabel("%")
+        if self.epochs:
+            plt.plot(
+                [m.epoch for m in self.epochs], [100 * m.test_accuracy for m in self.epochs], marker="dot"
+            )
+        accuracy.refresh()
