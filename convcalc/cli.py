@@ -109,39 +109,7 @@ def schema() -> None:
 @click.option("--dilation", metavar="D|DHxDW", help="Fix dilation (default: 1).")
 @click.option("--transposed", is_flag=True, help="ConvTranspose2d (upsampling) settings.")
 @click.option("--pool", type=click.Choice(["max", "avg"]), help="Pool settings instead of Conv2d.")
-@click.option("--channels", type=int, help="With --rf: first stage's channels (doubled per stage).  [default: 64]")
-@click.option("--limit", type=int, help="With --rf: how many stacks to propose.  [default: 10]")
-@click.option("--json", "as_json", is_flag=True, help="Print one JSON object.")
-def solve_command(in_size: str, out_size: str | None, rf: int | None, kernel: str | None, stride: str | None,
-                  dilation: str | None, transposed: bool, pool: str | None, channels: int | None,
-                  limit: int | None, as_json: bool) -> None:  # fmt: skip
-    """Inverse questions: which layers map a size to another, which stacks reach a receptive field.
-
-    \b
-    convcalc solve --in 28 --out 14               every Conv2d that halves 28, exact ones first
-    convcalc solve --in 28x32 --out 14x16 --pool max
-    convcalc solve --in 7 --out 14 --transposed    ConvTranspose2d, output_padding included
-    convcalc solve --in 224 --rf 100              short stacks with that receptive field
-    """
-    from convcalc import solve
-
-    result = solve.answer(in_size, out_size, rf, kernel, stride, dilation, transposed, pool, channels, limit)
-    if as_json:
-        _print_json(result.to_json())
-    else:
-        stdout.print(result.render(), markup=False)
-
-
-@cli.command(name="solve")
-@click.option("--in", "in_size", required=True, metavar="N|HxW", help="Input size: 28 (one axis) or 28x32.")
-@click.option("--out", "out_size", metavar="N|HxW", help="Wanted output size: list the layers that give it.")
-@click.option("--rf", type=int, metavar="N", help="Wanted receptive field: propose stacks (--in N|HxW|CxHxW).")
-@click.option("--kernel", metavar="K|KHxKW", help="Fix kernel_size (default: search 1-11).")
-@click.option("--stride", metavar="S|SHxSW", help="Fix stride (default: search 1-4).")
-@click.option("--dilation", metavar="D|DHxDW", help="Fix dilation (default: 1).")
-@click.option("--transposed", is_flag=True, help="ConvTranspose2d settings (upsampling), with output_padding.")
-@click.option("--pool", type=click.Choice(["max", "avg"]), help="MaxPool2d or AvgPool2d settings, not Conv2d.")
-@click.option("--channels", type=int, help="With --rf: first stage's channels, doubled per downsampling. [default: 64]")
+@click.option("--channels", type=int, help="With --rf: channels of stage 1, doubled per stage. [default: 64]")
 @click.option("--limit", type=int, help="With --rf: how many stacks to propose.  [default: 10]")
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON object.")
 def solve_command(in_size: str, out_size: str | None, rf: int | None, kernel: str | None, stride: str | None,

@@ -1,0 +1,988 @@
+"""Inverse convolution arithmetic: which layer settings give a wanted output size, and which
+short conv/pool stacks reach a wanted receptive field (``convcalc solve``, ``padding: auto``,
+the TUI's "make this output 14×14").
+
+Pure Python over the engine's per-axis functions; it never imports torch. The solver inverts
+the output-size formulas to find the paddings for each kernel and stride, then keeps a
+candidate only if the engine's own forward function (``conv_out``, ``pool_out``,
+``conv_transpose_out``) gives the wanted size, so it can miss a setting (the tests compare it
+with brute force over the same bounds) but never list a wrong one.
+
+Search bounds, per axis (a value the caller fixes replaces its range):
+
+- kernel_size 1 … max(11, r) and stride 1 … max(4, r), r = ⌈larger size / smaller size⌉
+  (11 is AlexNet's kernel; r lets one layer patchify, e.g. 224 → 14 with kernel = stride = 16);
+- dilation 1;
+- padding 0 … ⌊k̂/2⌋ for Conv2d and ConvTranspose2d (k̂ = d·(k−1)+1: every window's centre
+  stays on the input, 'same' is the most), 0 … ⌊k/2⌋ for pools (torch's limit); Conv2d also
+  ``padding='same'`` where only an asymmetric padding keeps the size (even k̂, stride 1);
+- output_padding 0 … max(s, d)−1 (torch's limit);
+- ceil_mode=True only where it gives a different size than ceil_mode=False;
+- the (dilated) kernel fits inside the padded input.
+
+A setting is *exact* when no input pixel is left out: none at the end (``engine.unseen``, the
+rows the floor division drops) and none between windows (stride larger than the kernel). For a
+ConvTranspose2d, exact means every output pixel receives some input (the same test on the
+convolution it is the transpose of); the others hold only the bias.
+"""
+
+from __future__ import annotations
+
+import heapq
+import itertools
+from dataclasses import dataclass, field
+from typing import Any
+
+from convcalc import spec as S
+from convcalc.engine import (
+    RF,
+    analyze,
+    conv_out,
+    conv_transpose_out,
+    fmt_shape,
+    pool_out,
+    rf_step,
+    same_padding,
+    unseen,
+)
+from convcalc.errors import ConvcalcError
+
+KINDS = ("Conv2d", "ConvTranspose2d", "MaxPool2d", "AvgPool2d")
+POOLS = ("MaxPool2d", "AvgPool2d")
+MIN_KERNEL_BOUND, MIN_STRIDE_BOUND = 11, 4
+
+
+class SolveError(ConvcalcError):
+    """No setting or stack does what was asked; ``message`` says why, ``fix`` what to change."""
+
+    def __init__(self, message: str, fix: str | None = None):
+        self.message, self.fix = message, fix
+        super().__init__(f"{message}; fix: {fix}" if fix else message)
+
+
+# --------------------------------------------------------------------------------------
+# One axis
+
+
+@dataclass(frozen=True)
+class AxisSetting:
+    """One axis of a layer: what torch takes for that axis, and how many pixels it leaves out."""
+
+    kernel: int
+    stride: int
+    padding: int | str  # "same": Conv2d's padding='same' (the odd pixel on the right/bottom)
+    dilation: int = 1
+    output_padding: int = 0
+    ceil_mode: bool = False
+    lost: int = 0  # input pixels no window covers; ConvTranspose2d: output pixels no input reaches
+
+    @property
+    def exact(self) -> bool:
+        return self.lost == 0
+
+    @property
+    def k_eff(self) -> int:
+        return self.dilation * (self.kernel - 1) + 1
+
+    def same_compatible(self) -> bool:
+        """True if torch's padding='same' gives this axis (stride 1, total padding k̂−1)."""
+        return self.padding == "same" or (self.stride == 1 and 2 * self.padding == self.k_eff - 1)
+
+    def key(self) -> tuple:
+        pad = self.k_eff if self.padding == "same" else self.padding
+        return (
+            not self.exact,
+            self.kernel,
+            self.stride,
+            self.dilation,
+            pad,
+            self.output_padding,
+            self.ceil_mode,
+        )
+
+
+def search_ranges(
+    kind: str,
+    n: int,
+    out: int,
+    kernel: int | None = None,
+    stride: int | None = None,
+    dilation: int | None = None,
+) -> tuple[range | tuple[int, ...], ...]:
+    """(kernels, strides, dilations) searched for ``n → out``; a given value is the only one."""
+    r = -(-max(n, out) // min(n, out))
+    kernels = (kernel,) if kernel else range(1, max(MIN_KERNEL_BOUND, r) + 1)
+    strides = (stride,) if stride else range(1, max(MIN_STRIDE_BOUND, r) + 1)
+    return kernels, strides, (dilation or 1,)
+
+
+def max_padding(kind: str, k: int, d: int) -> int:
+    return k // 2 if kind in POOLS else (d * (k - 1) + 1) // 2
+
+
+def forward(
+    kind: str, n: int, k: int, s: int, p: int | str, d: int, op: int = 0, ceil_mode: bool = False
+) -> int:
+    """The engine's output size for one axis of one setting (pads as torch applies them)."""
+    if kind == "ConvTranspose2d":
+        return conv_transpose_out(n, k, s, p, d, op)
+    if kind in POOLS:
+        return pool_out(n, k, s, p, d, ceil_mode)
+    pads = same_padding(k, d) if p == "same" else (p, p)
+    return conv_out(n, k, s, *pads, d)
+
+
+def solve_axis(
+    kind: str,
+    n: int,
+    out: int,
+    kernel: int | None = None,
+    stride: int | None = None,
+    dilation: int | None = None,
+    output_padding: int | None = None,
+    ceil_mode: bool | None = None,
+) -> list[AxisSetting]:
+    """Every setting within the bounds that maps ``n`` to ``out`` on one axis, best first.
+
+    ``None`` means "search it"; a pool's ``ceil_mode=None`` lists ceil_mode=True only where
+    it changes the size, a given ``ceil_mode`` keeps every setting with that mode.
+    """
+    found = []
+    kernels, strides, dilations = search_ranges(kind, n, out, kernel, stride, dilation)
+    for k, s, d in itertools.product(kernels, strides, dilations):
+        k_eff = d * (k - 1) + 1
+        p_max = max_padding(kind, k, d)
+        if kind == "ConvTranspose2d":
+            # out = (n−1)·s − 2p + k̂ + op  ⇒  2p = (n−1)·s + k̂ − out + op
+            ops = range(max(s, d)) if output_padding is None else (output_padding,)
+            for op in ops:
+                if op >= max(s, d):  # torch: output_padding < max(stride, dilation)
+                    continue
+                twice_p = (n - 1) * s + k_eff - out + op
+                p = twice_p // 2
+                if twice_p % 2 == 0 and 0 <= p <= p_max and forward(kind, n, k, s, p, d, op) == out:
+                    found.append(_transposed_setting(n, out, k, s, p, d, op))
+            continue
+        modes = (False, True) if kind in POOLS else (False,)
+        for ceil in modes if ceil_mode is None else (ceil_mode,):
+            # floor: (out−1)·s ≤ n + 2p − k̂ ≤ out·s − 1; ceil (before ATen's last-window
+            # correction, which can take one off): (out−2)·s < n + 2p − k̂ ≤ out·s
+            low = (out - 2) * s + 1 if ceil else (out - 1) * s
+            high = out * s if ceil else out * s - 1
+            p_low = max(0, -(-(low - n + k_eff) // 2))
+            for p in range(p_low, min(p_max, (high - n + k_eff) // 2) + 1):
+                if n + 2 * p < k_eff or forward(kind, n, k, s, p, d, 0, ceil) != out:
+                    continue
+                if ceil and ceil_mode is None and forward(kind, n, k, s, p, d, 0, False) == out:
+                    continue  # ceil_mode changes nothing here: the floor setting is listed
+                found.append(AxisSetting(k, s, p, d, 0, ceil, _lost(n, k, s, p, p, d, out)))
+        if kind == "Conv2d" and s == 1 and out == n and k_eff % 2 == 0:  # only 'same' can
+            found.append(AxisSetting(k, s, "same", d, 0, False, _lost(n, k, s, *same_padding(k, d), d, out)))
+    return sorted(found, key=AxisSetting.key)
+
+
+def _transposed_setting(n: int, out: int, k: int, s: int, p: int, d: int, op: int) -> AxisSetting:
+    # The transpose of a Conv2d(k, s, p, d) from `out` to `n`: output pixels that conv's
+    # windows never cover receive no input here.
+    return AxisSetting(k, s, p, d, op, False, _lost(out, k, s, p, p, d, n))
+
+
+def _lost(n: int, k: int, s: int, pad_l: int, pad_r: int, d: int, out: int) -> int:
+    """Input pixels of an axis that no window covers: at the end (``engine.unseen``) and
+    between windows (a stride larger than the kernel, or holes of a dilated kernel)."""
+    trailing = unseen(n, k, s, pad_l, pad_r, d, out)
+    if d == 1 and s <= k and pad_l < k:  # windows touch and the first covers pixel 0
+        return trailing
+    seen = bytearray(n)
+    for start in range(-pad_l, (out - 1) * s - pad_l + 1, s):
+        for x in range(start, start + d * (k - 1) + 1, d):
+            if 0 <= x < n:
+                seen[x] = 1
+    return n - sum(seen)
+
+
+def reachable(kind: str, n: int, out_hint: int, **fixed: Any) -> list[int]:
+    """Every output size one layer of ``kind`` reaches from ``n`` within the bounds for
+    ``n → out_hint``, with ``fixed`` (kernel, stride, dilation, output_padding, ceil_mode)."""
+    kernels, strides, dilations = search_ranges(
+        kind, n, out_hint, fixed.get("kernel"), fixed.get("stride"), fixed.get("dilation")
+    )
+    sizes = set()
+    for k, s, d in itertools.product(kernels, strides, dilations):
+        for p in range(max_padding(kind, k, d) + 1):
+            if kind == "ConvTranspose2d":
+                ops = range(max(s, d)) if fixed.get("output_padding") is None else (fixed["output_padding"],)
+                sizes.update(forward(kind, n, k, s, p, d, op) for op in ops)
+            elif n + 2 * p >= d * (k - 1) + 1:
+                modes = (False, True) if fixed.get("ceil_mode") is None else (fixed["ceil_mode"],)
+                sizes.update(forward(kind, n, k, s, p, d, 0, ceil) for ceil in modes)
+    return sorted(size for size in sizes if size >= 1)
+
+
+# --------------------------------------------------------------------------------------
+# Both axes
+
+
+@dataclass(frozen=True)
+class Setting:
+    """A whole layer: the height and width settings of one ``torch.nn`` layer."""
+
+    type: str
+    h: AxisSetting
+    w: AxisSetting
+
+    @property
+    def exact(self) -> bool:
+        return self.h.exact and self.w.exact
+
+    def fields(self, complete: bool = False) -> dict[str, Any]:
+        """The spec fields (= torch kwargs) of this setting, a pair only where the axes differ.
+        ``complete=False`` leaves out torch's defaults; ``True`` gives every field the solver
+        decides (to overwrite a layer's old values)."""
+        h, w = self.h, self.w
+        kernel = _pair(h.kernel, w.kernel)
+        fields: dict[str, Any] = {"kernel_size": kernel}
+        stride = _pair(h.stride, w.stride)
+        default_stride = kernel if self.type in POOLS else 1
+        fields["stride"] = stride if complete or stride != default_stride else None
+        if "same" in (h.padding, w.padding):
+            fields["padding"] = "same"
+        else:
+            fields["padding"] = _pair(h.padding, w.padding)
+        if self.type != "AvgPool2d":
+            fields["dilation"] = _pair(h.dilation, w.dilation)
+        if self.type == "ConvTranspose2d":
+            fields["output_padding"] = _pair(h.output_padding, w.output_padding)
+        if self.type in POOLS:
+            fields["ceil_mode"] = h.ceil_mode
+        if not complete:
+            defaults = {"padding": 0, "dilation": 1, "output_padding": 0, "ceil_mode": False}
+            fields = {
+                k: v for k, v in fields.items() if v is not None and (k not in defaults or defaults[k] != v)
+            }
+        return fields
+
+    @property
+    def torch(self) -> str:
+        """The PyTorch line that makes this layer, e.g. ``nn.Conv2d(..., kernel_size=3, padding=1)``."""
+        args = [f"{key}={value!r}" for key, value in self.fields().items()]
+        if self.type in ("Conv2d", "ConvTranspose2d"):
+            args.insert(0, "...")  # in_channels, out_channels: they do not change the size
+        return f"nn.{self.type}({', '.join(args)})"
+
+    @property
+    def notes(self) -> list[str]:
+        h, w = self.h, self.w
+        lost = (
+            "output {} get no input (bias only)" if self.type == "ConvTranspose2d" else "input {} never seen"
+        )
+        if h.lost and h.lost == w.lost:
+            notes = [f"{h.lost} " + lost.format("rows and columns")]
+        else:
+            notes = [
+                f"{n} " + lost.format(unit + ("s" if n > 1 else ""))
+                for n, unit in ((h.lost, "row"), (w.lost, "column"))
+                if n
+            ]
+        if self.type == "ConvTranspose2d":
+            uneven = {(a.kernel, a.stride) for a in (h, w) if a.stride > 1 and a.kernel % a.stride}
+            notes += [
+                f"kernel {k} not a multiple of stride {s}: checkerboard artefacts" for k, s in sorted(uneven)
+            ]
+        return notes
+
+    def differing(self) -> int:
+        """How many fields need a pair because the axes differ."""
+        a, b = self.h, self.w
+        return sum(
+            x != y
+            for x, y in zip(
+                (a.kernel, a.stride, a.padding, a.dilation, a.output_padding),
+                (b.kernel, b.stride, b.padding, b.dilation, b.output_padding),
+                strict=True,
+            )
+        )
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "type": self.type,
+            "fields": _json(self.fields()),
+            "torch": self.torch,
+            "exact": self.exact,
+            "lost": [self.h.lost, self.w.lost],
+            "notes": self.notes,
+        }
+
+
+def _pair(h: Any, w: Any) -> Any:
+    return h if h == w else (h, w)
+
+
+def _json(value: Any) -> Any:
+    if isinstance(value, dict):
+        return {key: _json(item) for key, item in value.items()}
+    return list(value) if isinstance(value, tuple) else value
+
+
+def combine(kind: str, hs: list[AxisSetting], ws: list[AxisSetting], square: bool = True) -> list[Setting]:
+    """Pair the height and width answers into layers torch can build: one ceil_mode for both
+    axes, 'same' only where both axes are same-compatible, and (``square``) the same kernel and
+    dilation on both axes."""
+    settings = []
+    for h, w in itertools.product(hs, ws):
+        if h.ceil_mode != w.ceil_mode:
+            continue
+        if square and (h.kernel, h.dilation) != (w.kernel, w.dilation):
+            continue
+        if "same" in (h.padding, w.padding) and not (h.same_compatible() and w.same_compatible()):
+            continue
+        settings.append(Setting(kind, h, w))
+    return sorted(settings, key=lambda s: (not s.exact, s.differing(), s.h.key(), s.w.key()))
+
+
+def solve_layer_size(
+    kind: str,
+    in_hw: tuple[int, int],
+    out_hw: tuple[int, int],
+    kernel: tuple[int, int] | None = None,
+    stride: tuple[int, int] | None = None,
+    dilation: tuple[int, int] | None = None,
+) -> list[Setting]:
+    """Every ``kind`` layer within the bounds that maps ``in_hw`` to ``out_hw``, exact first.
+
+    Kernels and dilations are square unless given as different pairs (or only rectangular
+    ones work). Raises ``SolveError`` explaining the nearest reachable sizes when none does.
+    """
+    _check_request(kind, in_hw, out_hw, dilation)
+    per_axis = []
+    for a, axis in enumerate(("height", "width")):
+        fixed = {
+            "kernel": kernel[a] if kernel else None,
+            "stride": stride[a] if stride else None,
+            "dilation": dilation[a] if dilation else None,
+        }
+        found = solve_axis(kind, in_hw[a], out_hw[a], **fixed)
+        if not found:
+            raise _none_error(
+                kind,
+                in_hw[a],
+                out_hw[a],
+                axis if in_hw[0] != in_hw[1] or out_hw[0] != out_hw[1] else None,
+                fixed,
+            )
+        per_axis.append(found)
+    square = not ((kernel and kernel[0] != kernel[1]) or (dilation and dilation[0] != dilation[1]))
+    settings = combine(kind, *per_axis, square=square) or combine(kind, *per_axis, square=False)
+    if not settings:
+        raise SolveError(
+            f"each axis has {kind} settings for {fmt_shape(in_hw)} → {fmt_shape(out_hw)}, but none "
+            "torch can combine (a pool has one ceil_mode for both axes; 'same' pads both axes)",
+            "solve the axes one at a time (--in H --out H', then W) and use two layers",
+        )
+    return settings
+
+
+def _check_request(kind: str, in_hw, out_hw, dilation) -> None:
+    if kind not in KINDS:
+        raise SolveError(f"cannot solve a {kind}", f"use one of {', '.join(KINDS)}")
+    if min(*in_hw, *out_hw) < 1:
+        raise SolveError(f"sizes must be at least 1, got {fmt_shape(in_hw)} → {fmt_shape(out_hw)}")
+    if kind == "AvgPool2d" and dilation and dilation != (1, 1):
+        raise SolveError("AvgPool2d has no dilation", "leave out --dilation, or use --pool max")
+
+
+def _none_error(kind: str, n: int, out: int, axis: str | None, fixed: dict[str, Any]) -> SolveError:
+    given = ", ".join(
+        f"{'kernel_size' if k == 'kernel' else k} {v}" for k, v in fixed.items() if v is not None
+    )
+    where = f" on the {axis}" if axis else ""
+    constraint = f" with {given}" if given else " within the search bounds"
+    sizes = reachable(kind, n, out, **fixed)
+    message = f"no {kind}{constraint} maps {n} to {out}{where}: {_near(sizes, out)}"
+    fixes = []
+    if kind == "Conv2d" and out > n + 1 or kind in POOLS and out > n:
+        fixes.append("a ConvTranspose2d upsamples (--transposed)")
+    if kind == "ConvTranspose2d" and out < n:
+        fixes.append("a Conv2d or a pool downsamples (leave out --transposed)")
+    for name in ("stride", "kernel", "dilation"):
+        if fixed.get(name) is not None and solve_axis(kind, n, out, **{**fixed, name: None}):
+            option = "--kernel" if name == "kernel" else f"--{name}"
+            fixes.append(f"leave out {option} to search it too")
+    if sizes:
+        nearest = min(sizes, key=lambda v: (abs(v - out), v))
+        fixes.append(f"ask for {nearest}")
+    return SolveError(message, "; or ".join(fixes) or "change the sizes")
+
+
+def _near(sizes: list[int], out: int) -> str:
+    if not sizes:
+        return "no size at all (the kernel does not fit the input)"
+    below = [v for v in sizes if v < out]
+    above = [v for v in sizes if v > out]
+    return "nearest reachable: " + " and ".join(str(v) for v in below[-1:] + above[:1])
+
+
+# --------------------------------------------------------------------------------------
+# A spec layer: padding: auto, and the TUI's "make this output H×W"
+
+
+def _layer_axes(layer: S._Layer) -> dict[str, tuple[int, int]]:
+    k = S.pair(layer.kernel_size)
+    values = {"kernel": k, "dilation": S.pair(getattr(layer, "dilation", 1))}
+    stride = getattr(layer, "stride", 1)
+    values["stride"] = k if stride is None else S.pair(stride)
+    return values
+
+
+def auto_padding(layer: S._Layer, in_hw: tuple[int, int], out_hw: tuple[int, int]) -> Setting:
+    """The padding (and a ConvTranspose2d's output_padding, unless the spec sets it) that make
+    ``layer`` map ``in_hw`` to ``out_hw`` with its own kernel, stride, dilation and ceil_mode:
+    per axis, the exact setting with the least padding. Raises ``SolveError`` naming the
+    nearest reachable sizes."""
+    fixed = _layer_axes(layer)
+    op = S.pair(layer.output_padding) if "output_padding" in layer.model_fields_set else (None, None)
+    ceil = getattr(layer, "ceil_mode", None)
+    chosen = []
+    for a, axis in enumerate(("height", "width")):
+        axis_fixed = {name: values[a] for name, values in fixed.items()}
+        extra = {"output_padding": op[a]} if isinstance(layer, S.ConvTranspose2d) else {}
+        if layer.type in POOLS:
+            extra["ceil_mode"] = ceil
+        found = solve_axis(layer.type, in_hw[a], out_hw[a], **axis_fixed, **extra)
+        numeric = [s for s in found if s.padding != "same"]
+        if not found:
+            sizes = reachable(layer.type, in_hw[a], out_hw[a], **axis_fixed, **extra)
+            raise SolveError(
+                f"padding: auto cannot make the {axis} {in_hw[a]} into {out_hw[a]} with kernel_size "
+                f"{axis_fixed['kernel']}, stride {axis_fixed['stride']}"
+                + (f", dilation {axis_fixed['dilation']}" if axis_fixed["dilation"] != 1 else "")
+                + f": {_near(sizes, out_hw[a])}",
+                "change output_shape to a reachable size, or the kernel_size or stride "
+                f"(convcalc solve --in {in_hw[a]} --out {out_hw[a]} lists the layers that can)",
+            )
+        chosen.append(
+            min(
+                numeric or found,
+                key=lambda s: (not s.exact, s.padding if s.padding != "same" else 0, s.output_padding),
+            )
+        )
+    h, w = chosen
+    if "same" in (h.padding, w.padding) and not (h.same_compatible() and w.same_compatible()):
+        raise SolveError(
+            f"padding: auto needs padding='same' on one axis and a number on the other for "
+            f"{fmt_shape(in_hw)} → {fmt_shape(out_hw)}; torch cannot mix them",
+            "use an odd kernel_size (symmetric padding), or two layers",
+        )
+    return Setting(layer.type, h, w)
+
+
+@dataclass(frozen=True)
+class LayerFix:
+    """Field updates that make a layer produce the wanted size; ``None`` resets a field to
+    its default. ``changed`` names the layer's fields whose value changes."""
+
+    fields: dict[str, Any]
+    changed: tuple[str, ...]
+    setting: Setting | None  # None for an adaptive pool (output_size only)
+    description: str
+
+    @property
+    def exact(self) -> bool:
+        return self.setting is None or self.setting.exact
+
+
+def solve_layer(layer: S._Layer, in_hw: tuple[int, int], target_hw: tuple[int, int]) -> list[LayerFix]:
+    """Ways to make ``layer`` (on an ``in_hw`` input) output ``target_hw``: first the ones
+    that change fewest fields (padding only, then stride, then kernel), exact first within
+    each. Apply one with the spec's own validation, e.g.
+    ``{**layer.model_dump(exclude_defaults=True, exclude={"type"}), **fix.fields}``.
+    Raises ``SolveError`` for layers without size settings or when nothing reaches the size."""
+    if isinstance(layer, (S.AdaptiveAvgPool2d, S.AdaptiveMaxPool2d)):
+        size = _pair(*target_hw)
+        if S.pair(layer.output_size) == tuple(target_hw):
+            return []
+        return [
+            LayerFix({"output_size": size}, ("output_size",), None, f"output_size → {fmt_shape(target_hw)}")
+        ]
+    if layer.type not in KINDS:
+        raise SolveError(
+            f"a {layer.type} has no size settings to solve",
+            "select a Conv2d, ConvTranspose2d, MaxPool2d, AvgPool2d or adaptive pool",
+        )
+    current = _layer_axes(layer)
+    tiers = (("kernel", "stride"), ("kernel",), ())  # what stays fixed: padding-only changes first
+    fixes: dict[tuple, LayerFix] = {}
+    problem: SolveError | None = None
+    for keep in tiers:
+        fixed = {name: current[name] for name in keep}
+        try:
+            settings = solve_layer_size(layer.type, in_hw, target_hw, dilation=current["dilation"], **fixed)
+        except SolveError as error:
+            problem = problem or error
+            continue
+        for setting in settings:
+            fix = _fix(layer, setting)
+            if fix.changed and tuple(sorted(fix.fields.items(), key=str)) not in fixes:
+                fixes[tuple(sorted(fix.fields.items(), key=str))] = fix
+    if not fixes and problem is not None:
+        raise problem
+    return sorted(fixes.values(), key=lambda f: (len(f.changed), not f.exact))
+
+
+def _fix(layer: S._Layer, setting: Setting) -> LayerFix:
+    new = setting.fields(complete=True)
+    if layer.type in POOLS and new["stride"] == new["kernel_size"]:
+        new["stride"] = None  # torch's default: the kernel size
+    old = layer.model_dump()
+    changed = []
+    for name, value in new.items():
+        before = old.get(name)
+        if name == "stride" and layer.type in POOLS and before is None:
+            before = old["kernel_size"]
+        after = new["kernel_size"] if name == "stride" and value is None else value
+        if _norm(before) != _norm(after):
+            changed.append(name)
+    if getattr(layer, "output_shape", None) is not None:
+        new["output_shape"] = None  # the numbers replace padding: auto
+        if "padding" not in changed:
+            changed.append("padding")
+    description = ", ".join(f"{name} {_show(old.get(name))} → {_show(new[name])}" for name in changed)
+    return LayerFix(new, tuple(changed), setting, description)
+
+
+def _norm(value: Any) -> Any:
+    if isinstance(value, (list, tuple)) and len(value) == 2 and value[0] == value[1]:
+        return value[0]
+    return tuple(value) if isinstance(value, list) else value
+
+
+def _show(value: Any) -> str:
+    value = _norm(value)
+    return "×".join(str(v) for v in value) if isinstance(value, tuple) else str(value)
+
+
+# --------------------------------------------------------------------------------------
+# Stacks that reach a receptive field
+
+KERNELS = (3, 5, 7)
+MAX_CONVS_PER_STAGE = 3
+
+
+@dataclass(frozen=True)
+class Stack:
+    """A conv/pool stack proposed for a receptive field; the numbers are the engine's."""
+
+    layers: tuple[S._Layer, ...]
+    description: str
+    receptive_field: int
+    output_shape: tuple[int, ...]
+    params: int
+    macs: int
+    warnings: tuple[str, ...] = ()
+
+    def network(self, input_shape: tuple[int, int, int], name: str = "stack") -> S.Network:
+        return S.Network(name=name, input=input_shape, layers=list(self.layers))
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "description": self.description,
+            "layers": [
+                {"type": layer.type, **_json(layer.model_dump(exclude_defaults=True, exclude={"type"}))}
+                for layer in self.layers
+            ],
+            "receptive_field": self.receptive_field,
+            "output_shape": list(self.output_shape),
+            "params": self.params,
+            "macs": self.macs,
+            "warnings": list(self.warnings),
+        }
+
+
+@dataclass(order=True)
+class _Draft:
+    params: int
+    layers: int
+    macs: int
+    steps: tuple = field(compare=False)  # ("conv", k, stride, out_channels) or ("pool",)
+
+
+def stage_width(stage: int, channels: int) -> int:
+    """Channels of stage ``stage``: ``channels``, doubled after each downsampling, up to 8×."""
+    return channels * min(2**stage, 8)
+
+
+def rf_stacks(
+    target: int, input_shape: tuple[int, int, int], channels: int = 64, limit: int = 10
+) -> list[Stack]:
+    """The ``limit`` stacks with the fewest parameters whose receptive field reaches ``target``.
+
+    A stack is stages of 1–3 convolutions (one kernel size, 3, 5 or 7, stride 1, 'same'
+    padding, each followed by a ReLU), the stages split by a MaxPool2d(2) or by making a
+    stage's last convolution stride 2; stage i has ``stage_width(i, channels)`` channels. A
+    stack ends at the first layer whose field reaches ``target``; ties go to fewer layers,
+    then fewer MACs.
+    """
+    c_in, h, w = input_shape
+    if target < 1:
+        raise SolveError(f"--rf {target}: a receptive field is at least 1 pixel", "give --rf 1 or more")
+    if channels < 1:
+        raise SolveError(f"--channels {channels}: need at least 1 channel", "give --channels 1 or more")
+    if limit < 1:
+        raise SolveError(f"--limit {limit}: need at least 1 stack", "give --limit 1 or more")
+    best: list[tuple] = []  # a max-heap (negated) of the `limit` smallest drafts so far
+    seen: set[tuple] = set()
+    largest = [1.0]
+
+    def keep(draft: _Draft) -> None:
+        if draft.steps in seen:
+            return
+        seen.add(draft.steps)
+        item = (-draft.params, -draft.layers, -draft.macs, draft.steps)
+        if len(best) < limit:
+            heapq.heappush(best, item)
+        elif item > best[0]:
+            heapq.heapreplace(best, item)
+
+    def bound() -> int | None:
+        return -best[0][0] if len(best) == limit else None
+
+    def grow(
+        steps: tuple,
+        rf: RF,
+        hw: tuple[int, int],
+        c: int,
+        params: int,
+        macs: int,
+        stage: int,
+        k: int,
+        down: str,
+        in_stage: int,
+    ) -> None:
+        largest[0] = max(largest[0], rf.size)
+        if rf.size >= target:
+            keep(_Draft(params, len(steps), macs, steps))
+            return
+        cap = bound()
+        if cap is not None and params > cap:
+            return  # parameters only grow
+        width = stage_width(stage, channels)
+        if in_stage < MAX_CONVS_PER_STAGE - (down == "stride"):  # one more stride-1 conv
+            p, m = _conv_cost(c, width, k, hw)
+            grow(
+                steps + (("conv", k, 1, width),),
+                rf_step(rf, k, 1, k // 2),
+                hw,
+                width,
+                params + p,
+                macs + m,
+                stage,
+                k,
+                down,
+                in_stage + 1,
+            )
+        if min(hw) < 2:
+            return
+        if down == "pool" and in_stage >= 1:
+            new_hw = tuple(pool_out(n, 2, 2, 0, 1, False) for n in hw)
+            grow(steps + (("pool",),), rf_step(rf, 2, 2, 0), new_hw, c, params, macs, stage + 1, k, down, 0)
+        if down == "stride":
+            width = stage_width(stage + 1, channels)
+            new_hw = tuple(conv_out(n, k, 2, k // 2, k // 2, 1) for n in hw)
+            p, m = _conv_cost(c, width, k, new_hw)
+            grow(
+                steps + (("conv", k, 2, width),),
+                rf_step(rf, k, 2, k // 2),
+                new_hw,
+                width,
+                params + p,
+                macs + m,
+                stage + 1,
+                k,
+                down,
+                0,
+            )
+
+    for k in KERNELS:
+        for down in ("pool", "stride"):
+            grow((), RF(1, 1, 0.0), (h, w), c_in, 0, 0, 0, k, down, 0)
+    if not best:
+        raise SolveError(
+            f"no stack of 3×3, 5×5 or 7×7 convolutions and 2× downsamplings reaches a receptive "
+            f"field of {target} on a {h}×{w} input: the largest is {largest[0]:g}",
+            "ask for a smaller --rf or give a larger --in",
+        )
+    drafts = sorted((_Draft(-p, -n, -m, steps) for p, n, m, steps in best))
+    return [_stack(draft.steps, input_shape) for draft in drafts]
+
+
+def _conv_cost(c_in: int, c_out: int, k: int, out_hw: tuple[int, int]) -> tuple[int, int]:
+    """(params, MACs) of a k×k Conv2d with bias, for ranking drafts; the reported numbers are
+    the engine's (``analyze``), and the tests check that the two agree."""
+    weights = c_out * c_in * k * k
+    return weights + c_out, weights * out_hw[0] * out_hw[1]
+
+
+def _stack(steps: tuple, input_shape: tuple[int, int, int]) -> Stack:
+    layers: list[S._Layer] = []
+    words = []
+    for step in steps:
+        if step[0] == "pool":
+            layers.append(S.MaxPool2d(kernel_size=2))
+            words.append("pool")
+        else:
+            _, k, stride, width = step
+            layers.append(S.Conv2d(out_channels=width, kernel_size=k, stride=stride, padding=k // 2))
+            layers.append(S.ReLU())
+            words.append(f"conv{k}" + (f"/{stride}" if stride > 1 else ""))
+    analysis = analyze(S.Network(input=input_shape, layers=layers))
+    last = analysis.rows[-1]
+    return Stack(
+        layers=tuple(layers),
+        description=_runs(words),
+        receptive_field=int(max(rf.size for rf in last.receptive_field)),
+        output_shape=last.output_shape,
+        params=analysis.total_params,
+        macs=analysis.total_macs,
+        warnings=tuple(str(problem) for problem in analysis.warnings),
+    )
+
+
+def _runs(words: list[str]) -> str:
+    """``conv3 conv3 pool conv3`` -> ``conv3×2 → pool → conv3``."""
+    parts = []
+    for word, group in itertools.groupby(words):
+        count = len(list(group))
+        parts.append(f"{word}×{count}" if count > 1 else word)
+    return " → ".join(parts)
+
+
+# --------------------------------------------------------------------------------------
+# The `convcalc solve` command: options in, an answer that renders as text or JSON
+
+
+def parse_size(text: str, option: str, max_dims: int = 2) -> tuple[int, ...]:
+    """``28`` -> ``(28,)``, ``28x32`` -> ``(28, 32)`` (also ``×``); up to ``max_dims`` values."""
+    parts = text.lower().replace("×", "x").split("x")
+    try:
+        dims = tuple(int(part) for part in parts)
+    except ValueError:
+        dims = ()
+    if not 1 <= len(dims) <= max_dims or min(dims) < 1:
+        forms = {1: "N", 2: "N or HxW", 3: "N, HxW or CxHxW"}[max_dims]
+        raise SolveError(
+            f"{option} {text!r} is not a size", f"give {forms}, positive integers (e.g. {option} 28)"
+        )
+    return dims
+
+
+@dataclass(frozen=True)
+class SizeAnswer:
+    type: str
+    in_hw: tuple[int, ...]
+    out_hw: tuple[int, ...]
+    settings: list[Setting]
+    bounds: dict[str, str]
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "mode": "size",
+            "type": self.type,
+            "input": list(self.in_hw),
+            "output": list(self.out_hw),
+            "bounds": self.bounds,
+            "settings": [setting.to_json() for setting in self.settings],
+        }
+
+    def render(self):
+        from rich.table import Table
+
+        exact = sum(setting.exact for setting in self.settings)
+        title = (
+            f"{self.type}: {fmt_shape(self.in_hw)} → {fmt_shape(self.out_hw)}, "
+            f"{len(self.settings)} setting{'s' if len(self.settings) != 1 else ''} ({exact} exact)"
+        )
+        table = Table(
+            title=title, title_justify="left", caption=_bounds_text(self.bounds), caption_justify="left"
+        )
+        table.add_column("#", justify="right")
+        table.add_column("PyTorch")
+        table.add_column("exact", justify="center")
+        table.add_column("notes")
+        for i, setting in enumerate(self.settings, 1):
+            table.add_row(str(i), setting.torch, "✓" if setting.exact else "—", "; ".join(setting.notes))
+        return table
+
+
+def _bounds_text(bounds: dict[str, str]) -> str:
+    return "searched: " + ", ".join(f"{name} {value}" for name, value in bounds.items())
+
+
+@dataclass(frozen=True)
+class StackAnswer:
+    target: int
+    input_shape: tuple[int, int, int]
+    channels: int
+    stacks: list[Stack]
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "mode": "rf",
+            "target": self.target,
+            "input": list(self.input_shape),
+            "channels": self.channels,
+            "stacks": [stack.to_json() for stack in self.stacks],
+        }
+
+    def render(self):
+        from rich.console import Group
+        from rich.table import Table
+        from rich.text import Text
+
+        widths = ", ".join(str(stage_width(i, self.channels)) for i in range(4))
+        table = Table(
+            title=f"Stacks reaching a receptive field of {self.target} on {fmt_shape(self.input_shape)}, "
+            "fewest parameters first",
+            title_justify="left",
+            caption=f"channels per stage: {widths}, … (--channels {self.channels}); conv3/2 = stride 2; "
+            "pool = MaxPool2d(2); a ReLU follows each conv",
+            caption_justify="left",
+        )
+        for name, justify in (
+            ("#", "right"),
+            ("layers", "left"),
+            ("RF", "right"),
+            ("output", "right"),
+            ("params", "right"),
+            ("MACs", "right"),
+        ):
+            table.add_column(name, justify=justify)
+        for i, stack in enumerate(self.stacks, 1):
+            table.add_row(
+                str(i),
+                stack.description + (" (!)" if stack.warnings else ""),
+                str(stack.receptive_field),
+                fmt_shape(stack.output_shape),
+                f"{stack.params:,}",
+                f"{stack.macs:,}",
+            )
+        best = self.stacks[0]
+        spec = S.dump_spec(best.network(self.input_shape, name=f"rf{self.target}"))
+        parts = [table]
+        warned = [f"(!) {i}: {w}" for i, stack in enumerate(self.stacks, 1) for w in stack.warnings[:1]]
+        if warned:
+            parts.append(Text("\n".join(warned)))
+        parts.append(Text(f"\nThe first as a spec (convcalc shape checks it):\n\n{spec}"))
+        return Group(*parts)
+
+
+def answer(
+    in_size: str,
+    out_size: str | None = None,
+    rf: int | None = None,
+    kernel: str | None = None,
+    stride: str | None = None,
+    dilation: str | None = None,
+    transposed: bool = False,
+    pool: str | None = None,
+    channels: int | None = None,
+    limit: int | None = None,
+) -> SizeAnswer | StackAnswer:
+    """Check the ``convcalc solve`` options and solve: layer settings (``out_size``) or
+    receptive-field stacks (``rf``). Raises ``SolveError`` with the fix for bad requests."""
+    if (out_size is None) == (rf is None):
+        raise SolveError(
+            "give either --out (layer settings for a size) or --rf (stacks for a receptive field)",
+            "e.g. convcalc solve --in 28 --out 14, or convcalc solve --in 224 --rf 100",
+        )
+    layer_options = {
+        "--kernel": kernel,
+        "--stride": stride,
+        "--dilation": dilation,
+        "--transposed": transposed or None,
+        "--pool": pool,
+    }
+    if rf is not None:
+        used = [name for name, value in layer_options.items() if value is not None]
+        if used:
+            raise SolveError(
+                f"{', '.join(used)} appl{'ies' if len(used) == 1 else 'y'} to --out only",
+                "leave it out with --rf (stacks use 3×3, 5×5 and 7×7 convolutions)",
+            )
+        dims = parse_size(in_size, "--in", 3)
+        shape = (3, dims[0], dims[0]) if len(dims) == 1 else (3, *dims) if len(dims) == 2 else dims
+        width = 64 if channels is None else channels
+        stacks = rf_stacks(rf, shape, width, 10 if limit is None else limit)
+        return StackAnswer(rf, shape, width, stacks)
+    for name, value in (("--channels", channels), ("--limit", limit)):
+        if value is not None:
+            raise SolveError(f"{name} applies to --rf only", f"leave out {name} with --out")
+    if transposed and pool:
+        raise SolveError(
+            "--transposed and --pool exclude each other", "ConvTranspose2d: --transposed; a pool: --pool"
+        )
+    kind = (
+        "ConvTranspose2d"
+        if transposed
+        else {"max": "MaxPool2d", "avg": "AvgPool2d"}.get(pool or "", "Conv2d")
+    )
+    n_in, n_out = parse_size(in_size, "--in"), parse_size(out_size, "--out")
+    if len(n_in) != len(n_out):
+        raise SolveError(
+            f"--in {in_size} and --out {out_size} give different numbers of axes",
+            "give both as N (one axis) or both as HxW",
+        )
+    fixed = {}
+    for option, name, text in (
+        ("--kernel", "kernel", kernel),
+        ("--stride", "stride", stride),
+        ("--dilation", "dilation", dilation),
+    ):
+        if text is not None:
+            values = parse_size(text, option, len(n_in))
+            fixed[name] = values * 2 if len(values) == 1 else values
+    in_hw, out_hw = (n_in * 2, n_out * 2) if len(n_in) == 1 else (n_in, n_out)
+    if len(n_in) == 1 or (
+        in_hw[0] == in_hw[1] and out_hw[0] == out_hw[1] and all(v[0] == v[1] for v in fixed.values())
+    ):
+        settings = _one_axis(kind, in_hw[0], out_hw[0], {name: v[0] for name, v in fixed.items()}, fixed)
+    else:
+        settings = solve_layer_size(kind, in_hw, out_hw, **fixed)
+    return SizeAnswer(kind, n_in, n_out, settings, _bounds(kind, in_hw, out_hw, fixed))
+
+
+def _one_axis(kind: str, n: int, out: int, axis_fixed: dict[str, int], fixed: dict) -> list[Setting]:
+    _check_request(kind, (n, n), (out, out), fixed.get("dilation"))
+    found = solve_axis(kind, n, out, **axis_fixed)
+    if not found:
+        raise _none_error(
+            kind, n, out, None, {"kernel": None, "stride": None, "dilation": None, **axis_fixed}
+        )
+    return [Setting(kind, setting, setting) for setting in found]
+
+
+def _bounds(kind: str, in_hw, out_hw, fixed: dict) -> dict[str, str]:
+    def span(values) -> str:
+        values = list(values)
+        return str(values[0]) if len(values) == 1 else f"{values[0]}–{values[-1]}"
+
+    ranges = [
+        search_ranges(
+            kind,
+            in_hw[a],
+            out_hw[a],
+            *(fixed[n][a] if n in fixed else None for n in ("kernel", "stride", "dilation")),
+        )
+        for a in (0, 1)
+    ]
+    bounds = {}
+    for i, name in enumerate(("kernel_size", "stride", "dilation")):
+        texts = {span(r[i]) for r in ranges}
+        bounds[name] = " / ".join(sorted(texts))
+    bounds["padding"] = "0–⌊k/2⌋ (torch's limit)" if kind in POOLS else "0–⌊k̂/2⌋, k̂ = d·(k−1)+1"
+    if kind == "Conv2d":
+        bounds["padding"] += ", or 'same'"
+    if kind == "ConvTranspose2d":
+        bounds["output_padding"] = "0–max(s, d)−1 (torch's limit)"
+    if kind in POOLS:
+        bounds["ceil_mode"] = "true only where it changes the size"
+    return bounds
