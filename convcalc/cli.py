@@ -100,6 +100,54 @@ def schema() -> None:
     _print_json(json_schema())
 
 
+@cli.command(name="check")
+@click.argument("spec", type=click.Path(dir_okay=False, path_type=str))
+@click.option("--input", "input_size", metavar="CxHxW", help="Override the spec's input size (e.g. 3x32x32).")
+@click.option("--json", "as_json", is_flag=True, help="Print the comparison as one JSON object.")
+def check_command(spec: str, input_size: str | None, as_json: bool) -> None:
+    """Prove the engine's numbers on the real torch model of SPEC.
+
+    Compares every layer's output shape, params and buffers, MACs (FlopCounterMode), receptive
+    field (gradient probe) and torchinfo's shapes and total. Exit code 0 when all agree, 1 on any
+    mismatch (each one named) or an invalid spec.
+    """
+    from convcalc import check
+
+    report = check.check(_load(spec, _input_shape(input_size)))
+    if as_json:
+        _print_json(check.report_json(report))
+    else:
+        stdout.print(check.report_table(report))
+        stdout.print(check.report_text(report), markup=False)
+    if not report.ok:
+        sys.exit(1)
+
+
+@cli.command(name="export")
+@click.argument("spec", type=click.Path(dir_okay=False, path_type=str))
+@click.option("-o", "--output", metavar="FILE", help="Write to FILE (atomically) instead of stdout.")
+def export_command(spec: str, output: str | None) -> None:
+    """Write SPEC as standalone PyTorch source: an nn.Module subclass needing only torch."""
+    from convcalc.build import export_source, write_atomically
+
+    source = export_source(_load(spec))
+    if output is None:
+        click.echo(source, nl=False)
+    else:
+        write_atomically(output, source)
+        stderr.print(f"wrote {output}", markup=False)
+
+
+@cli.command(name="summary")
+@click.argument("spec", type=click.Path(dir_okay=False, path_type=str))
+@click.option("--input", "input_size", metavar="CxHxW", help="Override the spec's input size (e.g. 3x32x32).")
+def summary_command(spec: str, input_size: str | None) -> None:
+    """torchinfo's own summary of the model built from SPEC (batch of 1)."""
+    from convcalc.check import torchinfo_summary
+
+    click.echo(str(torchinfo_summary(_load(spec, _input_shape(input_size)))))
+
+
 @cli.command(name="solve")
 @click.option("--in", "in_size", required=True, metavar="N|HxW", help="Input size: 28 (one axis) or 28x32.")
 @click.option("--out", "out_size", metavar="N|HxW", help="Wanted output size: list the layers that give it.")
