@@ -137,11 +137,18 @@ def _probe(network: S.Network, units: Mapping[int, Sequence[Unit]]) -> dict[int,
     fields: dict[int, list[Extent | None]] = {}
     for index, wanted in units.items():
         out = outputs[index]
-        target = sum(
-            out[b].sum() if unit is None else out[b, 0, unit[0], unit[1]] for b, unit in enumerate(wanted)
+        # A unit beyond the real output (the engine's shape is wrong there) sees nothing.
+        inside = [unit is None or (out.dim() == 4 and unit[0] < out.shape[2] and unit[1] < out.shape[3])
+                  for unit in wanted]  # fmt: skip
+        target = out.new_zeros(()) + sum(
+            out[b].sum() if unit is None else out[b, 0, unit[0], unit[1]]
+            for b, unit in enumerate(wanted)
+            if inside[b]
         )
-        (grad,) = torch.autograd.grad(target, x, retain_graph=True)
-        fields[index] = [_extent(grad[b, 0]) for b in range(len(wanted))]
+        (grad,) = torch.autograd.grad(target, x, retain_graph=True, allow_unused=True)
+        fields[index] = [
+            _extent(grad[b, 0]) if grad is not None and inside[b] else None for b in range(len(wanted))
+        ]
     return fields
 
 
@@ -322,108 +329,100 @@ def _torchinfo_comparisons(analysis: Analysis, network: S.Network) -> list[Compa
 #
 # The engine says unit i's field on an axis spans start + i·jump ± (size−1)/2 input pixels.
 # - "exact": conv and pool stacks. An end of that span inside the input must be the probe's
-#   end exactly; an end outside is clipped, and the probe's end must lie inside the clipped
-#   span (a dilated or strided field has holes, so the first pixel actually reached can be a
-#   little inside the edge). Units whose whole field is inside the input are probed when there
-#   are any, so size and start are then checked exactly.
+#   end exactly (or the unit sees no pixel at all: its windows lie in the padding); an end
+#   outside is clipped, and the probe's end must lie inside the clipped span (a dilated or
+#   strided field has holes, so the first pixel reached can sit a little inside the edge).
+#   Units whose whole span is inside the input are probed when there are any: then size,
+#   start and jump are all checked exactly, and the unit must see something.
 # - "union": Flatten, Linear, global pools: the engine gives the union of the previous units'
-#   fields clipped to the input; compared like the ends above, with the clipping the union
-#   had before it was clipped.
-# - "within": after a ConvTranspose2d (the engine's size is the most inputs any output sees),
-#   an adaptive pool whose bins differ in size (the engine uses the largest bin and the mean
-#   stride), or a spatial layer after a global one: the engine's numbers are bounds there, so
-#   the probe's field must lie within the engine's span rounded outwards to whole pixels and
-#   clipped to the input.
+#   fields clipped to the input; compared like the ends above, each end exact unless the union
+#   had to be clipped there.
+# - "bound": after a ConvTranspose2d (the engine's size is the most inputs any output sees), an
+#   adaptive pool whose bins differ in size (the largest bin and the mean stride), or a window
+#   over an axis already made global: the engine documents its size as an upper bound there, and
+#   that is what is checked (probe size ≤ engine size). Its start is an approximation (the mean
+#   stride can put a centre up to a jump away), so positions are not compared, nor the union of
+#   such fields after a Flatten.
 
 
 @dataclass(frozen=True)
 class _Expect:
-    lo: float
+    lo: float  # "exact"/"union": the span's ends clipped to the input
     hi: float
-    exact_lo: bool
+    exact_lo: bool  # the end lies inside the input: it must be the probe's end exactly
     exact_hi: bool
     rule: str
+    bound: float = 0.0  # "bound": the engine's size, an upper bound of the probe's
 
 
 def _rf_comparisons(analysis: Analysis, network: S.Network) -> list[Comparison]:
     n_in = analysis.input_shape[1:]
     regime = ["exact", "exact"]
-    union_clipped: list[tuple[bool, bool]] = [(False, False), (False, False)]
-    previous_rf: tuple[RF, RF] = (RF(1, 1, 0.0), RF(1, 1, 0.0))
-    plans: dict[int, list[tuple[Unit, tuple[_Expect, _Expect]]]] = {}
+    union_clipped = [(False, False), (False, False)]
+    previous_rf = (RF(1, 1, 0.0), RF(1, 1, 0.0))
+    plans: dict[int, list[tuple[Unit, list[_Expect | None]]]] = {}
     for row in analysis.rows:
         rf = row.receptive_field
         assert rf is not None and row.output_shape is not None  # a valid analysis computes both
-        spatial = len(row.output_shape) == 3
         for a in (0, 1):
             regime[a], clipped = _next_regime(regime[a], row, a, previous_rf[a], n_in[a])
-            if clipped is not None:
-                union_clipped[a] = clipped
-        if spatial:
+            union_clipped[a] = clipped or union_clipped[a]
+        previous_rf = rf
+        if len(row.output_shape) == 3:
             picks = [_pick_units(rf[a], row.output_shape[1 + a], n_in[a], regime[a]) for a in (0, 1)]
             units: list[Unit] = [(picks[0][u], picks[1][u]) for u in (0, 1)]
         else:
             units = [None]
         plans[row.index] = [
-            (
-                unit,
-                tuple(
-                    _expect(rf[a], None if unit is None else unit[a], n_in[a], regime[a], union_clipped[a])
-                    for a in (0, 1)
-                ),
-            )
+            (unit, [_expect(rf[a], unit and unit[a], n_in[a], regime[a], union_clipped[a]) for a in (0, 1)])
             for unit in units
         ]
-        previous_rf = rf
     fields = probe_fields(network, {index: [unit for unit, _ in plan] for index, plan in plans.items()})
     result = []
     for row in analysis.rows:
         for (unit, expects), got in zip(plans[row.index], fields[row.index], strict=True):
+            # A unit whose span is inside the input on both axes surely sees its ends; any other
+            # may see no pixel at all (its windows fall in padding, or its field is all holes).
+            must_see = all(e is not None and e.exact_lo and e.exact_hi for e in expects)
             for a, axis in enumerate("HW"):
                 expect = expects[a]
+                if expect is None:
+                    continue
                 probe = got[a] if got is not None else None
-                where = "all units" if unit is None else f"unit {unit[a]}"
-                result.append(
-                    Comparison(
-                        f"RF {axis} ({where})",
-                        [expect.lo, expect.hi],
-                        list(probe) if probe else None,
-                        _field_ok(expect, probe),
-                        row.index,
-                        row.name,
-                        expect.rule,
+                quantity = f"RF {axis} ({'all units' if unit is None else f'unit {unit[a]}'})"
+                if expect.rule == "bound":
+                    size = probe[1] - probe[0] + 1 if probe else 0
+                    ok = size <= math.ceil(expect.bound)
+                    result.append(
+                        Comparison(quantity, expect.bound, size, ok, row.index, row.name, "size ≤ engine")
                     )
-                )
+                    continue
+                ok = _ends_ok(expect, probe) if probe else not must_see
+                result.append(Comparison(quantity, [expect.lo, expect.hi], list(probe) if probe else None, ok,
+                                         row.index, row.name, expect.rule))  # fmt: skip
     return result
+
+
+_ADAPTIVE = ("AdaptiveAvgPool2d", "AdaptiveMaxPool2d")
 
 
 def _next_regime(
     regime: str, row: LayerResult, a: int, before: RF, n: int
 ) -> tuple[str, tuple[bool, bool] | None]:
-    """The comparison regime of axis ``a`` after ``row``; for a new union, whether it was clipped."""
+    """The comparison regime of axis ``a`` after ``row``; for a new union, whether each of its
+    ends was clipped to the input."""
     out = row.output_shape
-    global_here = len(out) != 3 or (
-        row.type in ("AdaptiveAvgPool2d", "AdaptiveMaxPool2d") and S.pair(row.layer.output_size)[a] == 1
-    )
-    if global_here:
+    if len(out) != 3 or (row.type in _ADAPTIVE and S.pair(row.layer.output_size)[a] == 1):  # global here
         if regime != "exact":
-            return ("within" if regime == "within" else "union"), None
+            return regime, None
         m = row.input_shape[1 + a] if len(row.input_shape) == 3 else 1
-        lo = before.start - (before.size - 1) / 2
+        lo = before.start - (before.size - 1) / 2  # the union of the m units before, unclipped
         hi = before.start + (m - 1) * before.jump + (before.size - 1) / 2
         return "union", (lo < 0, hi > n - 1)
-    if row.type == "ConvTranspose2d":
-        return "within", None
-    if row.type in ("AdaptiveAvgPool2d", "AdaptiveMaxPool2d") and row.input_shape[1 + a] % out[1 + a]:
-        return "within", None
-    if regime == "union" and row.type in (
-        "Conv2d",
-        "MaxPool2d",
-        "AvgPool2d",
-        "AdaptiveAvgPool2d",
-        "AdaptiveMaxPool2d",
-    ):
-        return "within", None  # a window over a one-unit axis that stands for the whole input
+    if row.type == "ConvTranspose2d" or (row.type in _ADAPTIVE and row.input_shape[1 + a] % out[1 + a]):
+        return "bound", None
+    if regime == "union" and row.type in ("Conv2d", "MaxPool2d", "AvgPool2d", *_ADAPTIVE):
+        return "bound", None  # a window over a one-unit axis that stands for the whole input
     return regime, None
 
 
@@ -433,30 +432,28 @@ def _span(rf: RF, i: int) -> tuple[float, float]:
 
 
 def _pick_units(rf: RF, out: int, n: int, regime: str) -> tuple[int, int]:
-    """Two units on one axis: the first and last whose field lies inside the input, else the
-    first and last unit."""
+    """Two units on one axis: the first and last whose span lies inside the input, else the
+    first and last with one end inside, else the first and last unit."""
     if regime == "exact":
-        inside = [i for i in range(out) if _span(rf, i)[0] >= 0 and _span(rf, i)[1] <= n - 1]
-        if inside:
-            return inside[0], inside[-1]
+        spans = [_span(rf, i) for i in range(out)]
+        for keep in (lambda lo, hi: lo >= 0 and hi <= n - 1, lambda lo, hi: lo >= 0 or hi <= n - 1):
+            picked = [i for i, (lo, hi) in enumerate(spans) if keep(lo, hi) and lo <= n - 1 and hi >= 0]
+            if picked:
+                return picked[0], picked[-1]
     return 0, out - 1
 
 
-def _expect(rf: RF, i: int | None, n: int, regime: str, union_clipped: tuple[bool, bool]) -> _Expect:
-    if regime == "union" or i is None:
+def _expect(rf: RF, i: int | None, n: int, regime: str, union_clipped: tuple[bool, bool]) -> _Expect | None:
+    if regime == "bound":
+        return None if i is None else _Expect(0, 0, False, False, "bound", rf.size)
+    if regime == "union":
         lo, hi = _span(rf, 0)  # the engine's union, already clipped
-        if regime == "within":
-            return _Expect(max(0, math.floor(lo)), min(n - 1, math.ceil(hi)), False, False, "within")
         return _Expect(lo, hi, not union_clipped[0], not union_clipped[1], "union")
-    lo, hi = _span(rf, i)
-    if regime == "within":
-        return _Expect(max(0, math.floor(lo)), min(n - 1, math.ceil(hi)), False, False, "within")
+    lo, hi = _span(rf, i or 0)
     return _Expect(max(0.0, lo), min(n - 1.0, hi), lo >= 0, hi <= n - 1, "exact")
 
 
-def _field_ok(expect: _Expect, probe: tuple[int, int] | None) -> bool:
-    if probe is None:
-        return False
+def _ends_ok(expect: _Expect, probe: tuple[int, int]) -> bool:
     lo, hi = probe
     ok_lo = lo == expect.lo if expect.exact_lo else lo >= expect.lo
     ok_hi = hi == expect.hi if expect.exact_hi else hi <= expect.hi
@@ -498,7 +495,7 @@ def report_table(report: CheckReport):
         cells = []
         for column, quantities in _COLUMNS.items():
             mine = [c for c in comparisons if c.quantity.split(" (")[0] in quantities]
-            mark = "✓" if all(c.ok for c in mine) else "✗"
+            mark = "·" if not mine else "✓" if all(c.ok for c in mine) else "✗"  # ·: not comparable
             cells.append(f"{mark} {values[column]}".rstrip())
         bad = any(not c.ok for c in comparisons)
         table.add_row(str(row.index), row.name, row.type, *cells, style="red" if bad else None)

@@ -1,0 +1,154 @@
+"""Receptive fields against a gradient probe (issue 2): torch decides which pixels a unit sees.
+
+Hypothesis draws conv/pool stacks (kernel, stride, padding incl. same/valid, dilation, ceil_mode,
+non-square) on random inputs. ``probe_fields`` backpropagates from single output units through
+a positive-weight, single-channel float64 copy of the stack; the engine says unit i's field on
+an axis spans start + i·jump ± (size−1)/2. An end of that span inside the input must be exactly
+the probe's end; an end outside the input is clipped (the probe's end then lies inside the
+clipped span: a dilated or strided field has holes, so the first pixel reached can sit a little
+inside the edge). For units whose whole span is inside the input, size and start are therefore
+checked exactly.
+
+The probe itself is checked against the real torch.nn modules: with all-ones weights and
+nonnegative inputs, a one-hot input pixel reaches exactly the output units that see it, max
+pools included, so the connectivity of the real stack must equal the probe's.
+"""
+
+from __future__ import annotations
+
+import torch
+from hypothesis import HealthCheck, assume, event, given, settings
+from hypothesis import strategies as st
+from torch import nn
+
+from convcalc import spec as S
+from convcalc.build import module_kwargs
+from convcalc.check import probe_fields
+from convcalc.engine import analyze
+
+torch.set_num_threads(1)
+SETTINGS = settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+
+
+def pairs(elements):
+    return st.one_of(elements, st.tuples(elements, elements))
+
+
+@st.composite
+def conv(draw):
+    return S.Conv2d(
+        out_channels=draw(st.integers(1, 3)),
+        kernel_size=draw(pairs(st.integers(1, 5))),
+        stride=draw(pairs(st.integers(1, 3))),
+        padding=draw(st.one_of(pairs(st.integers(0, 3)), st.sampled_from(["same", "valid"]))),
+        dilation=draw(pairs(st.integers(1, 3))),
+    )
+
+
+@st.composite
+def pool(draw):
+    k = draw(st.tuples(st.integers(1, 4), st.integers(1, 4)))
+    padding = (draw(st.integers(0, k[0] // 2)), draw(st.integers(0, k[1] // 2)))
+    stride = draw(st.none() | pairs(st.integers(1, 3)))
+    ceil_mode = draw(st.booleans())
+    if draw(st.booleans()):
+        return S.MaxPool2d(kernel_size=k, stride=stride, padding=padding, ceil_mode=ceil_mode,
+                           dilation=draw(pairs(st.integers(1, 3))))  # fmt: skip
+    return S.AvgPool2d(kernel_size=k, stride=stride, padding=padding, ceil_mode=ceil_mode,
+                       count_include_pad=draw(st.booleans()))  # fmt: skip
+
+
+@st.composite
+def stacks(draw, max_size: int = 40):
+    layers = draw(st.lists(st.one_of(conv(), pool()), min_size=1, max_size=5))
+    size = (draw(st.integers(4, max_size)), draw(st.integers(4, max_size)))
+    network = S.Network(name="drawn", input=(1, *size), layers=layers)
+    analysis = analyze(network)
+    assume(analysis.ok)  # stacks the engine rejects (output below 1, ...) have no fields
+    return network, analysis
+
+
+def span(rf, i: int) -> tuple[float, float]:
+    """The engine's field of unit i on one axis: start + i·jump ± (size−1)/2."""
+    centre = rf.start + i * rf.jump
+    return centre - (rf.size - 1) / 2, centre + (rf.size - 1) / 2
+
+
+def units_on_axis(rf, out: int, n: int) -> list[int]:
+    """The first and last unit, and the first and last whose whole field lies inside the input."""
+    inside = [i for i in range(out) if rf.start + i * rf.jump - (rf.size - 1) / 2 >= 0
+              and rf.start + i * rf.jump + (rf.size - 1) / 2 <= n - 1]  # fmt: skip
+    return sorted({0, out - 1, *inside[:1], *inside[-1:]})
+
+
+@SETTINGS
+@given(stacks())
+def test_engine_fields_match_the_gradient_probe(drawn):
+    network, analysis = drawn
+    n = network.input[1:]
+    wanted = {}
+    for row in analysis.rows:
+        per_axis = [units_on_axis(row.receptive_field[a], row.output_shape[1 + a], n[a]) for a in (0, 1)]
+        wanted[row.index] = [(i, j) for i in per_axis[0] for j in per_axis[1]]
+    fields = probe_fields(network, wanted)
+    exact_units = 0  # units whose size and start were checked exactly
+    for row in analysis.rows:
+        for unit, field in zip(wanted[row.index], fields[row.index], strict=True):
+            if field is None:  # no pixel reached: only for a unit not inside the input on some axis
+                spans = [span(row.receptive_field[a], unit[a]) for a in (0, 1)]
+                assert any(lo < 0 or hi > n[a] - 1 for a, (lo, hi) in enumerate(spans)), f"{row.index} {unit}"
+                continue
+            for a in (0, 1):
+                rf, (first, last) = row.receptive_field[a], field[a]
+                centre = rf.start + unit[a] * rf.jump
+                lo, hi = span(rf, unit[a])
+                where = f"layer {row.index} axis {a} unit {unit[a]}: engine {(lo, hi)} torch {(first, last)}"
+                assert first == lo if lo >= 0 else first >= 0, where
+                assert last == hi if hi <= n[a] - 1 else last <= n[a] - 1, where
+                if lo >= 0 and hi <= n[a] - 1:
+                    exact_units += 1
+                    assert last - first + 1 == rf.size, where
+                    assert (first + last) / 2 == centre, where
+    event(f"units checked exactly: {'some' if exact_units else 'none (every field clipped)'}")
+
+
+def real_reach(network: S.Network, analysis) -> list[torch.Tensor]:
+    """Per layer, a (H·W input pixels, output H·W) boolean matrix: which units each pixel reaches
+    through the real torch.nn modules (one channel, all-ones weights, no bias)."""
+    _, h, w = network.input
+    x = torch.eye(h * w, dtype=torch.float64).reshape(h * w, 1, h, w)
+    reach = []
+    with torch.no_grad():
+        for row in analysis.rows:
+            kwargs = module_kwargs(row.layer, {})
+            if row.type == "Conv2d":
+                kwargs.update(in_channels=1, out_channels=1, bias=False)
+            module = getattr(nn, row.type)(**kwargs).double()
+            if row.type == "Conv2d":
+                module.weight.fill_(1.0)
+            x = module(x)
+            reach.append((x[:, 0] > 0).reshape(h * w, -1))
+    return reach
+
+
+@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(stacks(max_size=14))
+def test_probe_connects_exactly_what_the_real_modules_connect(drawn):
+    network, analysis = drawn
+    reach = real_reach(network, analysis)
+    _, h, w = network.input
+    for row, real in zip(analysis.rows, reach, strict=True):
+        oh, ow = row.output_shape[1:]
+        units = [(i, j) for i in range(oh) for j in range(ow)]
+        fields = probe_fields(network, {row.index: units})[row.index]
+        for u, field in enumerate(fields):
+            pixels = real[:, u].nonzero().flatten()
+            rows, cols = pixels // w, pixels % w
+            expected = (
+                ((int(rows.min()), int(rows.max())), (int(cols.min()), int(cols.max())))
+                if len(pixels)
+                else None
+            )
+            assert field == expected, (
+                f"layer {row.index} ({row.layer!r}) unit {units[u]}: probe {field}, torch {expected}"
+            )
