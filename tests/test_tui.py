@@ -9,6 +9,8 @@ from __future__ import annotations
 import asyncio
 import functools
 import shutil
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -377,3 +379,29 @@ async def test_fifty_layers_render():
         await type_into(pilot, "#field-out_channels", "4")
         expected = analyze(with_layer(network, 0, out_channels=4))
         assert table_column(app, "params") == [f"{row.params:,}" for row in expected.rows]
+
+
+def test_the_designer_never_imports_torch(tmp_path):
+    """Open, edit and re-analyse a spec in a fresh process: torch stays unloaded."""
+    script = f"""
+import asyncio, sys
+from convcalc.tui.app import ConvcalcApp, open_spec
+
+async def main():
+    app = ConvcalcApp(*open_spec({str(LENET)!r}))
+    async with app.run_test(size=(120, 40)) as pilot:
+        await pilot.pause()
+        await pilot.click("#field-kernel_size")
+        await pilot.press("end", "ctrl+u", "3", "a")
+        await pilot.pause()
+        assert app.designer.network.layers[0].kernel_size == 3, "the edit did not happen"
+        assert len(app.designer.network.layers) == 12
+
+asyncio.run(main())
+print("torch" in sys.modules, "textual" in sys.modules)
+"""
+    done = subprocess.run(
+        [sys.executable, "-c", script], capture_output=True, text=True, timeout=120, cwd=tmp_path
+    )
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.split() == ["False", "True"]

@@ -13,6 +13,7 @@ from textual import on
 from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import Horizontal, Vertical, VerticalScroll
+from textual.coordinate import Coordinate
 from textual.screen import Screen
 from textual.widgets import DataTable, Footer, Header, Static
 
@@ -40,13 +41,13 @@ class DesignerScreen(Screen):
         Binding("shift+up", "move(-1)", "Move up", key_display="⇧↑", group=_MOVE),
         Binding("shift+down", "move(1)", "Move down", key_display="⇧↓", group=_MOVE),
         Binding("s", "network", "Input size"),
+        Binding("ctrl+t", "train", "Train"),
         Binding("ctrl+z", "undo", "Undo", group=_UNDO),
         Binding("ctrl+y", "redo", "Redo", group=_UNDO),
         Binding("ctrl+o", "open", "Open"),
         Binding("ctrl+s", "save", "Save"),
         Binding("ctrl+r", "save_as", "Save as"),
         Binding("ctrl+n", "new", "New", show=False),
-        Binding("ctrl+t", "train", "Train"),
         Binding("escape", "focus_table", "Table", show=False),
     ]
 
@@ -58,6 +59,8 @@ class DesignerScreen(Screen):
         self.analysis: Analysis = analyze(network)
         self.selected = 0
         self.invalid: tuple[int, str] | None = None  # (row, message) of an edit that does not validate
+        self._shown: list[list[Text]] = []  # the table's cells as last drawn
+        self._shown_results: list[tuple[LayerResult, bool]] = []  # what they show: (row, invalid)
 
     # ----------------------------------------------------------------------------------
     # Layout
@@ -76,7 +79,7 @@ class DesignerScreen(Screen):
             editor.border_title = "Layer"
             yield editor
         yield Static("", id="totals")
-        yield Footer()
+        yield Footer(compact=True)
 
     async def on_mount(self) -> None:
         table = self.query_one("#layers", DataTable)
@@ -100,8 +103,9 @@ class DesignerScreen(Screen):
 
     def _update_title(self) -> None:
         name = str(self.path) if self.path else "unsaved spec"
-        self.title = f"convcalc · {self.network.name}"
-        self.sub_title = f"{name}{' ●' if self.dirty else ''}"
+        title, sub_title = f"convcalc · {self.network.name}", f"{name}{' ●' if self.dirty else ''}"
+        if (self.title, self.sub_title) != (title, sub_title):
+            self.title, self.sub_title = title, sub_title
 
     def _recompute(self) -> None:
         """Analyse the current network and redraw the table, totals and formula."""
@@ -132,11 +136,31 @@ class DesignerScreen(Screen):
         ]
 
     def _fill_table(self) -> None:
+        """Show the analysis in the table: when the number of layers is unchanged only the
+        cells that changed are rewritten (an edit usually changes a few columns)."""
         table = self.query_one("#layers", DataTable)
-        table.clear()
-        table.add_rows(self._row_cells(row) for row in self.analysis.rows)
+        invalid = self.invalid[0] if self.invalid else None
+        results = [(row, row.index == invalid) for row in self.analysis.rows]
+        same_count = len(results) == len(self._shown)
+        rows = [
+            self._shown[i] if same_count and self._shown_results[i] == key else self._row_cells(key[0])
+            for i, key in enumerate(results)
+        ]
+        if len(rows) == len(self._shown):
+            for r, (new, old) in enumerate(zip(rows, self._shown, strict=True)):
+                if new is old:
+                    continue
+                for c, (cell, before) in enumerate(zip(new, old, strict=True)):
+                    if cell.plain != before.plain or cell.style != before.style:
+                        # widening a column relayouts the table: only when the text needs it
+                        wider = cell.cell_len > table.ordered_columns[c].content_width
+                        table.update_cell_at(Coordinate(r, c), cell, update_width=wider)
+        else:
+            table.clear()
+            table.add_rows(rows)
+        self._shown, self._shown_results = rows, results
         table.border_title = f"Layers · input {fmt_shape(self.network.input)}"
-        if self.analysis.rows:
+        if rows and table.cursor_row != self.selected:
             table.move_cursor(row=self.selected, animate=False)
 
     def _update_totals(self) -> None:
@@ -160,7 +184,9 @@ class DesignerScreen(Screen):
             text.append(f"! {a.warnings[0]}{more}", "yellow")
         else:
             text.append(f"✓ {len(a.rows)} layers, no errors", "green")
-        self.query_one("#totals", Static).update(text)
+        totals = self.query_one("#totals", Static)
+        if str(totals.visual) != text.plain:
+            totals.update(text, layout=False)  # fixed height: no relayout of the screen
 
     def _current_row(self) -> LayerResult | None:
         rows = self.analysis.rows
@@ -188,7 +214,10 @@ class DesignerScreen(Screen):
                 text.append(
                     f"! {problem.message}" + (f"; fix: {problem.fix}" if problem.fix else "") + "\n", "yellow"
                 )
-        self.query_one("#detail-text", Static).update(text)
+        detail = self.query_one("#detail-text", Static)
+        if text.plain != str(detail.visual):
+            # the formula's line count can change: relayout only then
+            detail.update(text, layout=text.plain.count("\n") != str(detail.visual).count("\n"))
 
     async def _load_editor(self) -> None:
         self.invalid = None

@@ -59,6 +59,10 @@ class LayerEditor(VerticalScroll):
         self.type_name: str | None = None
         self._loading = False
         self._rebuild = asyncio.Lock()  # a rebuild removes and mounts widgets: one at a time
+        # The current layer's widgets by field ("layer": the whole layer's error line); kept
+        # here because a DOM query per field on every keystroke costs milliseconds.
+        self._inputs: dict[str, Input | Select] = {}
+        self._errors: dict[str, Static] = {}
 
     def compose(self) -> ComposeResult:
         yield Static("No layers yet: press [b]a[/b] to add one.", classes="editor-empty")
@@ -73,6 +77,7 @@ class LayerEditor(VerticalScroll):
         self.index = index
         self.type_name = row.type if row else None
         await self.remove_children()
+        self._inputs, self._errors = {}, {}
         if row is None:
             self.border_title = "Layer"
             await self.mount(Static("No layers yet: press [b]a[/b] to add one.", classes="editor-empty"))
@@ -93,11 +98,14 @@ class LayerEditor(VerticalScroll):
             )
         ]
         for field in model.editable_fields(row.type):
+            self._inputs[field] = self._input(row, field)
+            self._errors[field] = Static("", id=f"error-{field}", classes="field-error")
             widgets.append(
-                Horizontal(Label(field, classes="field-label"), self._input(row, field), classes="field-row")
+                Horizontal(Label(field, classes="field-label"), self._inputs[field], classes="field-row")
             )
-            widgets.append(Static("", id=f"error-{field}", classes="field-error"))
-        widgets.append(Static("", id="error-layer", classes="field-error"))
+            widgets.append(self._errors[field])
+        self._errors["layer"] = Static("", id="error-layer", classes="field-error")
+        widgets.append(self._errors["layer"])
         await self.mount_all(widgets)
         self.call_after_refresh(self._done_loading)
 
@@ -124,30 +132,30 @@ class LayerEditor(VerticalScroll):
 
     def update_hints(self, row: LayerResult) -> None:
         """Refresh placeholders (inferred channels, auto name) after the network changed."""
-        self.border_title = f"Layer {row.index} · {row.name}"
-        for field in model.editable_fields(row.type):
-            widget = self.query(f"#field-{field}")
-            if widget and isinstance(widget.first(), Input):
-                widget.first().placeholder = _placeholder(row, field)
+        title = f"Layer {row.index} · {row.name}"
+        if self.border_title != title:
+            self.border_title = title
+        for field, widget in self._inputs.items():
+            if isinstance(widget, Input) and widget.placeholder != _placeholder(row, field):
+                widget.placeholder = _placeholder(row, field)
 
     def show_errors(self, errors: dict[str, str]) -> None:
         """One message per field (``""``: the layer as a whole); fields not named are cleared."""
-        if self.type_name is None:
-            return
-        for field in [*model.editable_fields(self.type_name), "layer"]:
+        for field, line in self._errors.items():
             message = errors.get("" if field == "layer" else field, "")
-            for line in self.query(f"#error-{field}"):
-                line.update(f"✗ {message}" if message else "")
+            text = f"✗ {message}" if message else ""
+            if str(line.visual) != text:  # an update relayouts the screen: only on a change
+                line.update(text)
                 line.display = bool(message)
-            for widget in self.query(f"#field-{field}"):
+            widget = self._inputs.get(field)
+            if widget is not None and widget.has_class("-invalid") != bool(message):
                 widget.set_class(bool(message), "-invalid")
 
     def values(self) -> dict[str, Any]:
         """Every field as typed: parsed text, or the selected choice; None = not set."""
         assert self.type_name is not None
         values: dict[str, Any] = {}
-        for field in model.editable_fields(self.type_name):
-            widget = self.query_one(f"#field-{field}")
+        for field, widget in self._inputs.items():
             if isinstance(widget, Input):
                 values[field] = model.parse_value(field, widget.value)
             else:

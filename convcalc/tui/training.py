@@ -133,7 +133,7 @@ class TrainingScreen(Screen):
                 yield Static("", id="train-error", classes="field-error")
                 yield PlotextPlot(id="loss-plot", classes="plot")
                 yield PlotextPlot(id="accuracy-plot", classes="plot")
-        yield Footer()
+        yield Footer(compact=True)
 
     @staticmethod
     def _row(label: str, widget) -> Horizontal:
@@ -391,11 +391,17 @@ class TrainingScreen(Screen):
         plt.xlabel("epoch")
         if self.batch_losses:
             plt.plot(
-                [x for x, _ in self.batch_losses], [y for _, y in self.batch_losses], label="train (batch)"
+                [x for x, _ in self.batch_losses],
+                [y for _, y in self.batch_losses],
+                label="train (batch)",
+                marker="braille",
             )
         if self.epochs:
             plt.plot(
-                [m.epoch for m in self.epochs], [m.test_loss for m in self.epochs], label="test", marker="dot"
+                [m.epoch for m in self.epochs],
+                [m.test_loss for m in self.epochs],
+                label="test",
+                marker="braille",
             )
         loss.refresh()
         accuracy = self.query_one("#accuracy-plot", PlotextPlot)
@@ -405,6 +411,6 @@ class TrainingScreen(Screen):
         plt.ylabel("%")
         if self.epochs:
             plt.plot(
-                [m.epoch for m in self.epochs], [100 * m.test_accuracy for m in self.epochs], marker="dot"
+                [m.epoch for m in self.epochs], [100 * m.test_accuracy for m in self.epochs], marker="braille"
             )
         accuracy.refresh()

@@ -1,0 +1,181 @@
+"""The training screen: a real run of ``train.train`` in the app's worker thread, on a small
+generated IDX data set; start, progress, stop; a run to the end checked against an independent
+evaluation of its checkpoint; the data module's message when files are missing."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+
+torch = pytest.importorskip("torch")
+
+from textual.widgets import Input, ProgressBar, Select, Static  # noqa: E402
+
+from convcalc import data, train  # noqa: E402
+from convcalc.spec import load_spec  # noqa: E402
+from convcalc.tui.app import ConvcalcApp  # noqa: E402
+from convcalc.tui.training import TrainingScreen  # noqa: E402
+from tests.conftest import SPECS  # noqa: E402
+from tests.test_tui import SIZE, pilot_test  # noqa: E402
+
+pytestmark = pytest.mark.slow
+
+
+@pytest.fixture(autouse=True)
+def one_thread():
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
+@pytest.fixture
+def digits(tmp_path):
+    """A learnable 10-class data set of 28×28 images in the four MNIST IDX files: class c is a
+    bright 6×6 square at one of ten places, on noise."""
+    folder = tmp_path / "data"
+    generator = torch.Generator().manual_seed(0)
+    for images_file, labels_file, n in (
+        (data.TRAIN_IMAGES, data.TRAIN_LABELS, 640),
+        (data.TEST_IMAGES, data.TEST_LABELS, 200),
+    ):
+        labels = torch.arange(n) % 10
+        images = torch.randint(0, 60, (n, 28, 28), generator=generator, dtype=torch.uint8)
+        for i, label in enumerate(labels.tolist()):
+            row, col = 2 + (label // 5) * 14, 2 + (label % 5) * 5
+            images[i, row : row + 6, col : col + 6] = 255
+        data.write_idx(folder / images_file, images)
+        data.write_idx(folder / labels_file, labels.to(torch.uint8))
+    return folder
+
+
+async def wait_for(pilot, condition, timeout: float = 120.0) -> None:
+    """Let the app run until ``condition()`` holds (a generous cap, not a timing assertion)."""
+    waited = 0.0
+    while not condition():
+        if waited > timeout:
+            raise AssertionError("the app did not reach the expected state")
+        await pilot.pause(0.05)
+        waited += 0.05
+
+
+async def open_training(pilot, app: ConvcalcApp) -> TrainingScreen:
+    await pilot.pause()
+    await pilot.press("ctrl+t")
+    await pilot.pause()
+    screen = app.screen
+    assert isinstance(screen, TrainingScreen)
+    await wait_for(pilot, lambda: screen.defaults is not None)
+    await pilot.pause()
+    return screen
+
+
+def fill(screen: TrainingScreen, **fields: str) -> None:
+    for selector, value in fields.items():
+        screen.query_one(f"#{selector.replace('_', '-')}", Input).value = value
+
+
+def lenet_app() -> ConvcalcApp:
+    path = SPECS / "lenet.yaml"
+    return ConvcalcApp(load_spec(path), path)
+
+
+@pilot_test
+async def test_defaults_are_train_configs():
+    app = lenet_app()
+    async with app.run_test(size=SIZE) as pilot:
+        screen = await open_training(pilot, app)
+        defaults = train.TrainConfig()
+        assert screen.query_one("#dataset", Select).value == defaults.dataset
+        assert screen.query_one("#epochs", Input).value == str(defaults.epochs)
+        assert screen.query_one("#batch-size", Input).value == str(defaults.batch_size)
+        assert float(screen.query_one("#lr", Input).value) == defaults.lr
+        assert not screen.query_one("#start").disabled and screen.query_one("#stop").disabled
+
+
+@pilot_test
+async def test_start_shows_progress_and_stop_keeps_the_checkpoint(digits, tmp_path):
+    app = lenet_app()
+    checkpoint = tmp_path / "stopped.pt"
+    async with app.run_test(size=SIZE) as pilot:
+        screen = await open_training(pilot, app)
+        fill(screen, data_dir=str(digits), epochs="500", batch_size="32", out=str(checkpoint))
+        await pilot.click("#start")
+        await wait_for(pilot, lambda: screen.batch_losses)
+        bar = screen.query_one("#progress", ProgressBar)
+        assert bar.total == 500 * 20 and 0 < bar.progress < bar.total
+        assert "images/s" in str(screen.query_one("#train-stats", Static).visual)
+        assert screen.query_one("#start").disabled and not screen.query_one("#stop").disabled
+        await pilot.click("#stop")
+        await wait_for(pilot, lambda: screen.result is not None)
+        result = screen.result
+        assert result.cancelled and len(result.epochs) < 500
+        assert checkpoint.exists() and result.checkpoint == str(checkpoint)
+        saved = train.load_checkpoint(checkpoint)
+        assert saved["complete"] is False
+        text = str(screen.query_one("#train-result", Static).visual)
+        assert "Stopped" in text and str(checkpoint) in text
+        assert not screen.query_one("#start").disabled  # ready for another run
+
+
+@pilot_test
+async def test_a_run_to_the_end_reports_its_test_accuracy(digits, tmp_path):
+    app = lenet_app()
+    checkpoint = tmp_path / "done.pt"
+    async with app.run_test(size=SIZE) as pilot:
+        screen = await open_training(pilot, app)
+        fill(screen, data_dir=str(digits), epochs="3", batch_size="32", lr="0.003", out=str(checkpoint))
+        await pilot.press("ctrl+t")
+        await wait_for(pilot, lambda: screen.result is not None)
+        result = screen.result
+        assert not result.cancelled and [m.epoch for m in result.epochs] == [1, 2, 3]
+        assert [m.epoch for m in screen.epochs] == [1, 2, 3]  # every epoch reached the plots
+        bar = screen.query_one("#progress", ProgressBar)
+        assert bar.progress == bar.total == 3 * 20
+        # the accuracy shown is that of the saved model, evaluated independently
+        evaluated = train.evaluate_checkpoint(checkpoint, data_dir=str(digits), device="cpu", download=False)
+        assert math.isclose(evaluated.test_accuracy, result.test_accuracy)
+        assert evaluated.test_accuracy > 0.5  # the squares are easy to tell apart
+        text = str(screen.query_one("#train-result", Static).visual)
+        assert f"{result.test_accuracy:.2%}" in text and str(checkpoint) in text
+
+
+@pilot_test
+async def test_missing_data_shows_the_data_modules_message(tmp_path):
+    app = lenet_app()
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    async with app.run_test(size=SIZE) as pilot:
+        screen = await open_training(pilot, app)
+        fill(screen, data_dir=str(empty), out=str(tmp_path / "x.pt"))
+        screen.query_one("#download", Select).value = False
+        await pilot.click("#start")
+        error = screen.query_one("#train-error", Static)
+        await wait_for(pilot, lambda: error.display and not screen.running)
+        assert str(error.visual) == f"✗ {data.missing_message('mnist', str(empty))}"
+        assert not (tmp_path / "x.pt").exists()
+        assert not screen.query_one("#start").disabled  # the app goes on
+
+
+@pilot_test
+async def test_bad_settings_and_unfit_specs_are_reported(digits, tmp_path):
+    app = lenet_app()
+    async with app.run_test(size=SIZE) as pilot:
+        screen = await open_training(pilot, app)
+        fill(screen, data_dir=str(digits), epochs="0")
+        await pilot.click("#start")
+        await pilot.pause()
+        assert "epochs: must be greater than 0" in str(screen.query_one("#train-error", Static).visual)
+        assert not screen.running
+        await pilot.press("escape")
+        # a 3×32×32 input does not take 1×28×28 digits: the training module says so
+        designer = app.designer
+        await designer._apply(designer.network.model_copy(update={"input": (3, 32, 32)}))
+        await open_training(pilot, app)
+        screen = app.screen
+        fill(screen, data_dir=str(digits), out=str(tmp_path / "y.pt"))
+        await pilot.click("#start")
+        error = screen.query_one("#train-error", Static)
+        await wait_for(pilot, lambda: error.display and not screen.running)
+        assert "set `input: [1, 28, 28]` in the spec" in str(error.visual)
