@@ -291,6 +291,10 @@ class Setting:
             ]
         return notes
 
+    def rank(self) -> tuple:
+        """Exact first, then fewest pair arguments, then the axes' own order."""
+        return (not self.exact, self.differing(), self.h.key(), self.w.key())
+
     def differing(self) -> int:
         """How many fields need a pair because the axes differ."""
         a, b = self.h, self.w
@@ -337,7 +341,7 @@ def combine(kind: str, hs: list[AxisSetting], ws: list[AxisSetting], square: boo
         if "same" in (h.padding, w.padding) and not (h.same_compatible() and w.same_compatible()):
             continue
         settings.append(Setting(kind, h, w))
-    return sorted(settings, key=lambda s: (not s.exact, s.differing(), s.h.key(), s.w.key()))
+    return sorted(settings, key=Setting.rank)
 
 
 def solve_layer_size(
@@ -354,25 +358,21 @@ def solve_layer_size(
     ones work). Raises ``SolveError`` explaining the nearest reachable sizes when none does.
     """
     _check_request(kind, in_hw, out_hw, dilation)
-    per_axis = []
-    for a, axis in enumerate(("height", "width")):
-        fixed = {
-            "kernel": kernel[a] if kernel else None,
-            "stride": stride[a] if stride else None,
-            "dilation": dilation[a] if dilation else None,
+    fixed = [
+        {
+            name: values[a] if values else None
+            for name, values in zip(("kernel", "stride", "dilation"), (kernel, stride, dilation), strict=True)
         }
-        found = solve_axis(kind, in_hw[a], out_hw[a], **fixed)
-        if not found:
-            raise _none_error(
-                kind,
-                in_hw[a],
-                out_hw[a],
-                axis if in_hw[0] != in_hw[1] or out_hw[0] != out_hw[1] else None,
-                fixed,
-            )
-        per_axis.append(found)
+        for a in (0, 1)
+    ]
+    for a, axis in enumerate(("height", "width")):
+        if not solve_axis(kind, in_hw[a], out_hw[a], **fixed[a]):
+            rectangular = in_hw[0] != in_hw[1] or out_hw[0] != out_hw[1]
+            raise _none_error(kind, in_hw[a], out_hw[a], axis if rectangular else None, fixed[a])
     square = not ((kernel and kernel[0] != kernel[1]) or (dilation and dilation[0] != dilation[1]))
-    settings = combine(kind, *per_axis, square=square) or combine(kind, *per_axis, square=False)
+    settings = _combine_modes(kind, in_hw, out_hw, fixed, square) or _combine_modes(
+        kind, in_hw, out_hw, fixed, False
+    )
     if not settings:
         raise SolveError(
             f"each axis has {kind} settings for {fmt_shape(in_hw)} → {fmt_shape(out_hw)}, but none "
@@ -380,6 +380,25 @@ def solve_layer_size(
             "solve the axes one at a time (--in H --out H', then W) and use two layers",
         )
     return settings
+
+
+def _combine_modes(kind: str, in_hw, out_hw, fixed: list[dict], square: bool) -> list[Setting]:
+    """``combine`` per ceil_mode (one for both axes in torch): a pool with ceil_mode=True is
+    listed where it changes the size on either axis (then both axes need it)."""
+    if kind not in POOLS:
+        per_axis = [solve_axis(kind, in_hw[a], out_hw[a], **fixed[a]) for a in (0, 1)]
+        return combine(kind, *per_axis, square=square)
+    settings = []
+    for ceil in (False, True):
+        per_axis = [solve_axis(kind, in_hw[a], out_hw[a], **fixed[a], ceil_mode=ceil) for a in (0, 1)]
+        for setting in combine(kind, *per_axis, square=square):
+            axes = zip(in_hw, (setting.h, setting.w), out_hw, strict=True)
+            if ceil and all(
+                forward(kind, n, a.kernel, a.stride, a.padding, a.dilation) == o for n, a, o in axes
+            ):
+                continue  # ceil_mode=True changes nothing here: the floor twin is listed
+            settings.append(setting)
+    return sorted(settings, key=Setting.rank)
 
 
 def _check_request(kind: str, in_hw, out_hw, dilation) -> None:
@@ -530,18 +549,11 @@ def solve_layer(layer: S._Layer, in_hw: tuple[int, int], target_hw: tuple[int, i
 
 
 def _fix(layer: S._Layer, setting: Setting) -> LayerFix:
-    new = setting.fields(complete=True)
-    if layer.type in POOLS and new["stride"] == new["kernel_size"]:
-        new["stride"] = None  # torch's default: the kernel size
+    new = setting.fields(complete=True)  # a pool's stride too, so it stops following kernel_size
     old = layer.model_dump()
-    changed = []
-    for name, value in new.items():
-        before = old.get(name)
-        if name == "stride" and layer.type in POOLS and before is None:
-            before = old["kernel_size"]
-        after = new["kernel_size"] if name == "stride" and value is None else value
-        if _norm(before) != _norm(after):
-            changed.append(name)
+    if layer.type in POOLS and old["stride"] is None:
+        old["stride"] = old["kernel_size"]
+    changed = [name for name, value in new.items() if _norm(old.get(name)) != _norm(value)]
     if getattr(layer, "output_shape", None) is not None:
         new["output_shape"] = None  # the numbers replace padding: auto
         if "padding" not in changed:

@@ -1,0 +1,476 @@
+"""``convcalc solve`` and ``padding: auto``: torch decides.
+
+Every setting the solver proposes is built as a real torch module and must give exactly the
+asked size, and leave out exactly the pixels it says (a gradient / all-ones probe); brute force
+over the same bounds, with the engine's forward functions, must find exactly the solver's
+settings; every proposed stack must reach its receptive field in a real torch gradient probe.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import itertools
+import json
+import subprocess
+import sys
+import warnings
+
+import pytest
+import torch
+from hypothesis import HealthCheck, event, given, settings
+from hypothesis import strategies as st
+from torch import nn
+
+from convcalc import solve
+from convcalc import spec as S
+from convcalc.build import module_kwargs
+from convcalc.engine import analyze
+from convcalc.solve import KINDS, POOLS, SolveError
+
+torch.set_num_threads(1)
+SETTINGS = settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+
+
+# --------------------------------------------------------------------------------------
+# Torch as the oracle
+
+
+def torch_module(setting: solve.Setting) -> nn.Module:
+    kwargs = setting.fields()
+    if setting.type in ("Conv2d", "ConvTranspose2d"):
+        kwargs.update(in_channels=1, out_channels=1)
+    return getattr(nn, setting.type)(**kwargs)
+
+
+def torch_run(setting: solve.Setting, in_hw: tuple[int, int]) -> tuple[tuple[int, int], tuple[int, int]]:
+    """(output H, W) of the real module, and how many rows/columns it leaves out: input rows
+    and columns with no gradient (convs and pools), or output rows and columns that get no
+    input (ConvTranspose2d: all-ones weights and input, zero bias)."""
+    module = torch_module(setting)
+    if isinstance(module, nn.MaxPool2d) and module.dilation == 1:
+        # Max's gradient goes to one pixel per window; an average's to all of them.
+        module = nn.AvgPool2d(module.kernel_size, module.stride, module.padding, module.ceil_mode)
+    with torch.no_grad():
+        for parameter in module.parameters():
+            parameter.fill_(1.0)
+        if getattr(module, "bias", None) is not None:
+            module.bias.zero_()
+    x = torch.ones(1, 1, *in_hw, dtype=torch.float64, requires_grad=True)
+    module = module.double()
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # padding='same' with an even kernel warns about a copy
+        out = module(x)
+    size = tuple(out.shape[2:])
+    if isinstance(module, nn.ConvTranspose2d):
+        reached = out.detach()[0, 0] != 0
+    else:
+        out.sum().backward()
+        reached = x.grad[0, 0] != 0
+    lost = (int((~reached.any(dim=1)).sum()), int((~reached.any(dim=0)).sum()))
+    return size, lost
+
+
+def lost_checkable(setting: solve.Setting) -> bool:
+    # MaxPool2d with dilation has no AvgPool2d twin to probe coverage with.
+    return not (setting.type == "MaxPool2d" and (setting.h.dilation, setting.w.dilation) != (1, 1))
+
+
+def axis_key(a: solve.AxisSetting) -> tuple:
+    return (a.kernel, a.stride, a.padding, a.dilation, a.output_padding, a.ceil_mode)
+
+
+@st.composite
+def requests(draw):
+    """(kind, input H×W, wanted H×W, hidden): half the time the wanted size is what torch gives
+    for a ``hidden`` setting drawn within the bounds, which the solver must then list."""
+    kind = draw(st.sampled_from(KINDS))
+    in_hw = (draw(st.integers(1, 40)), draw(st.integers(1, 40)))
+    if draw(st.booleans()):
+        k = draw(st.integers(1, 7))
+        axes = []
+        for n in in_hw:
+            stride = draw(st.integers(1, 3))
+            padding = draw(st.integers(0, solve.max_padding(kind, k, 1)))
+            op = draw(st.integers(0, stride - 1)) if kind == "ConvTranspose2d" else 0
+            if kind != "ConvTranspose2d" and n + 2 * padding < k:
+                break  # the kernel must fit the padded input (a bound of the search)
+            axes.append(solve.AxisSetting(k, stride, padding, 1, op, False))
+        ceil = kind in POOLS and draw(st.booleans())
+        if len(axes) == 2:
+            hidden = solve.Setting(kind, *(dataclasses.replace(a, ceil_mode=ceil) for a in axes))
+            try:
+                with warnings.catch_warnings():
+                    warnings.simplefilter("ignore")
+                    out_hw = tuple(torch_module(hidden)(torch.zeros(1, 1, *in_hw)).shape[2:])
+            except RuntimeError:
+                out_hw = (0, 0)
+            if min(out_hw) >= 1:
+                return kind, in_hw, out_hw, hidden
+    if kind == "ConvTranspose2d":
+        out_hw = tuple(draw(st.integers(max(1, n - 3), 3 * n + 6)) for n in in_hw)
+    else:
+        out_hw = tuple(draw(st.integers(1, n + 1)) for n in in_hw)
+    return kind, in_hw, out_hw, None
+
+
+@settings(SETTINGS, max_examples=150)
+@given(requests(), st.booleans())
+def test_every_proposed_setting_gives_the_size_in_torch(request, fix_kernel_and_stride):
+    kind, in_hw, out_hw, hidden = request
+    fixed = {}
+    if hidden is not None and fix_kernel_and_stride:
+        fixed = {"kernel": (hidden.h.kernel, hidden.w.kernel), "stride": (hidden.h.stride, hidden.w.stride)}
+    try:
+        found = solve.solve_layer_size(kind, in_hw, out_hw, **fixed)
+    except SolveError as error:
+        assert hidden is None, f"{hidden.torch} gives {out_hw} but the solver says: {error}"
+        assert "fix:" in str(error)
+        event("impossible")
+        return
+    event(f"{kind}: solved" + (" a hidden setting" if hidden else ""))
+    if hidden is not None:
+        if hidden.h.ceil_mode and all(
+            solve.forward(kind, n, a.kernel, a.stride, a.padding, 1, 0, False) == o
+            for n, a, o in zip(in_hw, (hidden.h, hidden.w), out_hw, strict=True)
+        ):
+            # ceil_mode=True changes nothing here: the solver lists the floor twin
+            hidden = solve.Setting(
+                kind, *(dataclasses.replace(a, ceil_mode=False) for a in (hidden.h, hidden.w))
+            )
+        keys = {(axis_key(f.h), axis_key(f.w)) for f in found}
+        assert (axis_key(hidden.h), axis_key(hidden.w)) in keys, hidden.torch
+    exact_seen_last = False
+    for setting in found:
+        size, lost = torch_run(setting, in_hw)
+        assert size == out_hw, setting.torch
+        if lost_checkable(setting):
+            assert lost == (setting.h.lost, setting.w.lost), setting.torch
+        assert not (exact_seen_last and setting.exact), "exact settings come first"
+        exact_seen_last = not setting.exact
+
+
+# --------------------------------------------------------------------------------------
+# The solver against brute force over the same bounds (the engine's forward functions)
+
+
+def brute_force(kind: str, n: int, out: int, kernel=None, stride=None, dilation=None) -> set[tuple]:
+    kernels, strides, dilations = solve.search_ranges(kind, n, out, kernel, stride, dilation)
+    found = set()
+    for k, s, d in itertools.product(kernels, strides, dilations):
+        k_eff = d * (k - 1) + 1
+        for p in range(solve.max_padding(kind, k, d) + 1):
+            if kind == "ConvTranspose2d":
+                for op in range(max(s, d)):
+                    if solve.forward(kind, n, k, s, p, d, op) == out:
+                        found.add((k, s, p, d, op, False))
+                continue
+            if n + 2 * p < k_eff:
+                continue
+            floor = solve.forward(kind, n, k, s, p, d, 0, False)
+            if floor == out:
+                found.add((k, s, p, d, 0, False))
+            if kind in POOLS and floor != out and solve.forward(kind, n, k, s, p, d, 0, True) == out:
+                found.add((k, s, p, d, 0, True))
+        if kind == "Conv2d" and s == 1 and out == n and k_eff % 2 == 0:
+            found.add((k, s, "same", d, 0, False))
+    return found
+
+
+@settings(max_examples=400, deadline=None)
+@given(
+    st.sampled_from(KINDS),
+    st.integers(1, 60),
+    st.integers(1, 130),
+    st.one_of(st.none(), st.integers(1, 12)),
+    st.one_of(st.none(), st.integers(1, 6)),
+    st.integers(1, 3),
+)
+def test_solver_finds_exactly_what_brute_force_finds(kind, n, out, kernel, stride, dilation):
+    dilation = 1 if kind == "AvgPool2d" else dilation
+    got = {
+        (a.kernel, a.stride, a.padding, a.dilation, a.output_padding, a.ceil_mode)
+        for a in solve.solve_axis(kind, n, out, kernel, stride, dilation)
+    }
+    assert got == brute_force(kind, n, out, kernel, stride, dilation)
+
+
+def test_brute_force_is_not_vacuous():
+    # The parity test means something only if both sides often find settings.
+    assert len(brute_force("Conv2d", 28, 14)) >= 10
+    assert len(brute_force("ConvTranspose2d", 7, 14)) >= 10
+    assert any(setting[-1] for setting in brute_force("MaxPool2d", 7, 4))  # a ceil_mode answer
+
+
+# --------------------------------------------------------------------------------------
+# Errors: impossible requests say why and what to do
+
+
+@pytest.mark.parametrize(
+    "kind, n, out, fixed, words",
+    [
+        ("Conv2d", 28, 56, {}, ["--transposed"]),
+        (
+            "ConvTranspose2d",
+            7,
+            20,
+            {"kernel": (3, 3), "stride": (2, 2)},
+            ["nearest reachable: 16", "--stride"],
+        ),
+        ("ConvTranspose2d", 14, 7, {}, ["downsamples"]),
+        ("MaxPool2d", 5, 9, {}, ["--transposed"]),
+        ("Conv2d", 3, 2, {"kernel": (5, 5), "stride": (1, 1)}, ["leave out --kernel"]),
+    ],
+)
+def test_impossible_sizes_explain_the_nearest_and_the_fix(kind, n, out, fixed, words):
+    with pytest.raises(SolveError) as info:
+        solve.solve_layer_size(kind, (n, n), (out, out), **fixed)
+    message = str(info.value)
+    assert f"maps {n} to {out}" in message and "; fix: " in message
+    for word in words:
+        assert word in message
+
+
+def test_nearest_sizes_are_really_reachable_in_torch():
+    with pytest.raises(SolveError) as info:
+        solve.solve_layer_size("ConvTranspose2d", (7, 7), (20, 20), kernel=(3, 3), stride=(2, 2))
+    assert "nearest reachable: 16;" in str(info.value)
+    # 16 is reachable (padding 0, output_padding 1) and nothing between 17 and 20 is.
+    reachable = set()
+    for p, op in itertools.product(range(2), range(2)):
+        reachable.add(nn.ConvTranspose2d(1, 1, 3, 2, p, op)(torch.zeros(1, 1, 7, 7)).shape[-1])
+    assert max(reachable) == 16
+
+
+# --------------------------------------------------------------------------------------
+# The command line
+
+
+def test_cli_lists_the_pytorch_lines_exact_first(cli):
+    result = cli("solve", "--in", "28", "--out", "14")
+    assert result.returncode == 0, result.stderr
+    lines = [line for line in result.stdout.splitlines() if "nn.Conv2d(" in line]
+    assert "nn.Conv2d(..., kernel_size=3, stride=2, padding=1)" in result.stdout
+    assert "✓" in lines[0] and "—" in lines[-1]  # kernel 1, stride 2 skips every other row: last
+
+
+def test_cli_json_settings_build_in_torch(cli):
+    result = cli("solve", "--in", "28x32", "--out", "14x16", "--pool", "max", "--json")
+    assert result.returncode == 0, result.stderr
+    data = json.loads(result.stdout)
+    assert data["mode"] == "size" and data["type"] == "MaxPool2d" and data["settings"]
+    for item in data["settings"]:
+        kwargs = {k: tuple(v) if isinstance(v, list) else v for k, v in item["fields"].items()}
+        out = nn.MaxPool2d(**kwargs)(torch.zeros(1, 1, 28, 32))
+        assert tuple(out.shape[2:]) == (14, 16), item["torch"]
+        assert item["torch"].startswith("nn.MaxPool2d(")
+
+
+def test_cli_transposed_gives_output_padding(cli):
+    result = cli(
+        "solve", "--in", "7", "--out", "14", "--transposed", "--kernel", "3", "--stride", "2", "--json"
+    )
+    data = json.loads(result.stdout)
+    assert [s["fields"] for s in data["settings"]] == [
+        {"kernel_size": 3, "stride": 2, "padding": 1, "output_padding": 1}
+    ]
+    out = nn.ConvTranspose2d(1, 1, 3, stride=2, padding=1, output_padding=1)(torch.zeros(1, 1, 7, 7))
+    assert out.shape[-1] == 14
+
+
+@pytest.mark.parametrize(
+    "args, words",
+    [
+        (["--in", "28"], "--out"),
+        (["--in", "28x", "--out", "14"], "is not a size"),
+        (["--in", "28", "--out", "14x14"], "numbers of axes"),
+        (["--in", "224", "--rf", "100", "--kernel", "3"], "--out only"),
+        (["--in", "28", "--out", "14", "--limit", "3"], "--rf only"),
+        (["--in", "28", "--out", "14", "--pool", "avg", "--dilation", "2"], "no dilation"),
+        (["--in", "28", "--out", "14", "--pool", "max", "--transposed"], "exclude each other"),
+        (["--in", "28", "--out", "56"], "--transposed"),
+        (["--in", "7", "--out", "20", "--transposed", "--kernel", "3", "--stride", "2"], "nearest reachable"),
+        (["--in", "32", "--rf", "5000"], "the largest is"),
+        (["--in", "32", "--rf", "0"], "at least 1"),
+        (["--in", "32", "--rf", "10", "--channels", "0"], "--channels"),
+    ],
+)
+def test_cli_errors_exit_1_with_a_fix_and_no_traceback(cli, args, words):
+    result = cli("solve", *args)
+    assert result.returncode == 1
+    assert result.stdout == ""
+    assert words in result.stderr and "fix" in result.stderr
+    assert "Traceback" not in result.stderr
+
+
+def test_solve_never_imports_torch():
+    code = (
+        "import sys\n"
+        "from convcalc.cli import main\n"
+        "for args in (['solve', '--in', '28', '--out', '14'], ['solve', '--in', '64', '--rf', '30'],"
+        " ['solve', '--in', '7', '--out', '14', '--transposed', '--json']):\n"
+        "    try:\n"
+        "        main(args)\n"
+        "    except SystemExit as exit:\n"
+        "        assert exit.code == 0, exit.code\n"
+        "import convcalc.solve\n"
+        "print(sorted(m for m in sys.modules if m.split('.')[0] in ('torch', 'textual')))\n"
+    )
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip().splitlines()[-1] == "[]"
+
+
+# --------------------------------------------------------------------------------------
+# Receptive-field stacks
+
+
+def rf_probe(stack: solve.Stack, input_shape) -> int | None:
+    """The receptive field of the central output unit on the height axis, in a real torch
+    model (all-ones weights, no bias, average instead of max pooling: every path counts);
+    None when that field is clipped by the border (then torch cannot show its full size)."""
+    layers = []
+    for layer in stack.layers:
+        if isinstance(layer, S.MaxPool2d):
+            layers.append(nn.AvgPool2d(2))
+        elif isinstance(layer, S.Conv2d):
+            conv = nn.Conv2d(1, 1, layer.kernel_size, layer.stride, layer.padding, bias=False)
+            nn.init.ones_(conv.weight)
+            layers.append(conv)
+    model = nn.Sequential(*layers).double()
+    x = torch.ones(1, 1, *input_shape[1:], dtype=torch.float64, requires_grad=True)
+    out = model(x)
+    i, j = out.shape[2] // 2, out.shape[3] // 2
+    out[0, 0, i, j].backward()
+    rows = torch.nonzero(x.grad[0, 0].abs().sum(dim=1)).flatten()
+    first, last = int(rows.min()), int(rows.max())
+    if first == 0 or last == input_shape[1] - 1:
+        return None
+    return last - first + 1
+
+
+@settings(max_examples=15, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(st.integers(2, 90), st.integers(48, 160))
+def test_stacks_reach_the_field_in_torch_smallest_first(target, size):
+    try:
+        stacks = solve.rf_stacks(target, (1, size, size), channels=1, limit=4)
+    except SolveError as error:
+        assert "the largest is" in str(error)
+        return
+    params = [stack.params for stack in stacks]
+    assert params == sorted(params)
+    for stack in stacks:
+        assert stack.receptive_field >= target
+        probed = rf_probe(stack, (1, size, size))
+        if probed is not None:
+            assert probed == stack.receptive_field, stack.description
+        # minimal: without its last conv or pool the stack falls short
+        body = list(stack.layers)
+        while isinstance(body[-1], S.ReLU):
+            body.pop()
+        shorter = analyze(S.Network(input=(1, size, size), layers=body[:-1]))
+        rf = shorter.rows[-1].receptive_field[0].size if shorter.rows else 1
+        assert rf < target
+
+
+def test_stack_params_are_torchs_and_pruning_keeps_the_best():
+    stacks = solve.rf_stacks(100, (3, 224, 224), channels=16, limit=6)
+    assert [s.description for s in solve.rf_stacks(100, (3, 224, 224), channels=16, limit=2)] == [
+        s.description for s in stacks[:2]
+    ]
+    for stack in stacks:
+        analysis = analyze(stack.network((3, 224, 224)))
+        model = nn.Sequential(
+            *(getattr(nn, row.type)(**module_kwargs(row.layer, row.inferred)) for row in analysis.rows)
+        )
+        assert sum(p.numel() for p in model.parameters()) == stack.params
+        assert tuple(model(torch.zeros(1, 3, 224, 224)).shape[1:]) == stack.output_shape
+
+
+def test_cli_rf_prints_stacks_and_a_spec_that_shape_accepts(cli, tmp_path):
+    result = cli("solve", "--in", "1x28x28", "--rf", "20", "--channels", "8", "--limit", "3")
+    assert result.returncode == 0, result.stderr
+    spec_text = result.stdout.split("(convcalc shape checks it):", 1)[1]
+    path = tmp_path / "stack.yaml"
+    path.write_text(spec_text, encoding="utf-8")
+    shaped = cli("shape", str(path), "--json")
+    assert shaped.returncode == 0, shaped.stderr
+    assert json.loads(shaped.stdout)["layers"][-1]["receptive_field"][0] >= 20
+    data = json.loads(cli("solve", "--in", "1x28x28", "--rf", "20", "--channels", "8", "--json").stdout)
+    assert data["mode"] == "rf" and len(data["stacks"]) == 10
+
+
+# --------------------------------------------------------------------------------------
+# solve_layer: the TUI's "make this output H×W"
+
+
+layers_to_fix = st.one_of(
+    st.builds(
+        S.Conv2d,
+        out_channels=st.just(2),
+        kernel_size=st.integers(1, 5),
+        stride=st.integers(1, 3),
+        padding=st.integers(0, 2),
+    ),
+    st.builds(
+        S.ConvTranspose2d,
+        out_channels=st.just(2),
+        kernel_size=st.integers(1, 5),
+        stride=st.integers(1, 3),
+    ),
+    st.builds(S.MaxPool2d, kernel_size=st.integers(1, 4), ceil_mode=st.booleans()),
+    st.builds(S.AvgPool2d, kernel_size=st.integers(1, 4), stride=st.integers(1, 3)),
+)
+
+
+@SETTINGS
+@given(layers_to_fix, st.integers(4, 30), st.integers(4, 30), st.data())
+def test_solve_layer_fixes_give_the_target_in_torch(layer, h, w, data):
+    if isinstance(layer, S.ConvTranspose2d):
+        target = (data.draw(st.integers(h, 2 * h + 2)), data.draw(st.integers(w, 2 * w + 2)))
+    else:
+        target = (data.draw(st.integers(1, h)), data.draw(st.integers(1, w)))
+    try:
+        fixes = solve.solve_layer(layer, (h, w), target)
+    except SolveError:
+        event("impossible")
+        return
+    event(f"{len(fixes) > 0} fixes")
+    assert [len(f.changed) for f in fixes] == sorted(len(f.changed) for f in fixes)
+    base = layer.model_dump(exclude_defaults=True)
+    for fix in fixes[:8]:
+        values = {k: v for k, v in {**base, **fix.fields}.items() if v is not None}
+        new = S.LAYER_CLASSES[layer.type].model_validate(values)
+        row = analyze(S.Network(input=(1, h, w), layers=[new])).rows[0]
+        assert row.output_shape[1:] == target, fix.description
+        module = getattr(nn, new.type)(
+            **module_kwargs(new, {"in_channels": 1} if "channels" in str(base) else {})
+        )
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            assert tuple(module(torch.zeros(1, 1, h, w)).shape[2:]) == target, fix.description
+        changed = {k for k in fix.fields if _effective(new, k) != _effective(layer, k)}
+        assert changed == set(fix.changed), fix.description
+
+
+def _effective(layer: S._Layer, name: str):
+    value = getattr(layer, name)
+    if name == "stride" and value is None:  # a pool's stride follows its kernel_size
+        value = layer.kernel_size
+    return (
+        value
+        if isinstance(value, (bool, str))
+        else S.pair(tuple(value) if isinstance(value, list) else value)
+    )
+
+
+def test_solve_layer_padding_first_then_stride():
+    conv = S.Conv2d(out_channels=8, kernel_size=3)
+    fixes = solve.solve_layer(conv, (28, 28), (28, 28))
+    assert fixes[0].fields["padding"] == 1 and fixes[0].changed == ("padding",)
+    halving = solve.solve_layer(conv, (28, 28), (14, 14))
+    assert halving[0].changed == ("stride", "padding") and halving[0].fields["stride"] == 2
+    assert solve.solve_layer(S.AdaptiveAvgPool2d(output_size=3), (9, 9), (2, 4))[0].fields == {
+        "output_size": (2, 4)
+    }
+    with pytest.raises(SolveError, match="no size settings"):
+        solve.solve_layer(S.ReLU(), (9, 9), (2, 4))
