@@ -254,7 +254,7 @@ def _epoch_line(metrics, total: int) -> str:
 @click.option(
     "--lr",
     type=click.FloatRange(min=0, min_open=True),
-    help="Peak learning rate of the schedule.  [default: 0.003]",
+    help="Peak learning rate of the schedule.  [default: 0.005]",
 )
 @click.option("--optimizer", type=click.Choice(["adam", "adamw", "sgd"]), help="[default: adam]")
 @click.option(

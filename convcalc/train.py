@@ -56,7 +56,7 @@ class TrainConfig:
     data_dir: str | None = None  # the data set's folder; None: $CONVCALC_DATA/<dataset>, then the cache
     epochs: int = 8  # total epochs of the run (chosen by measurement, bench/README.md)
     batch_size: int = 128
-    lr: float = 3e-3  # the peak learning rate of the one-cycle schedule
+    lr: float = 5e-3  # the peak learning rate of the schedule (one-cycle: reached after 25% of the steps)
     optimizer: str = "adam"  # adam | adamw | sgd (momentum 0.9, Nesterov)
     seed: int = 0  # initial weights, batch order and dropout
     device: str = "auto"  # auto (cuda, then mps, then cpu) | cpu | cuda | mps

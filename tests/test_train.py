@@ -345,9 +345,12 @@ def test_ctrl_c_saves_a_checkpoint_and_exits_1(folder, tmp_path):
     ]
     process = subprocess.Popen(
         [sys.executable, "-m", "convcalc", "train", str(LENET), *args],
-        cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+        cwd=ROOT,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
         env={**os.environ, **env},
-    )  # fmt: skip
+    )
     try:
         first = process.stdout.readline()  # the first epoch line: training is under way
         assert first.startswith("epoch 1/200"), first + process.stderr.read()
@@ -361,3 +364,18 @@ def test_ctrl_c_saves_a_checkpoint_and_exits_1(folder, tmp_path):
     checkpoint = torch.load(ckpt, weights_only=True)
     assert checkpoint["complete"] is False and checkpoint["progress"]["epochs_done"] >= 1
     assert not list(tmp_path.glob(".*.part"))
+
+
+def test_cli_help_shows_the_library_defaults():
+    """The CLI leaves unset recipe options to TrainConfig; its help must quote the same defaults."""
+    text = " ".join(run_cli("train", "--help").stdout.split())
+    defaults = TrainConfig()
+    for option, value in [
+        ("epochs", defaults.epochs),
+        ("batch_size", defaults.batch_size),
+        ("lr", defaults.lr),
+        ("optimizer", defaults.optimizer),
+        ("schedule", defaults.schedule),
+        ("seed", defaults.seed),
+    ]:
+        assert f"[default: {value}]" in text, option
