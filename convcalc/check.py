@@ -46,35 +46,34 @@ Extent = tuple[tuple[int, int], tuple[int, int]]  # ((first, last) row, (first, 
 # The gradient probe
 
 
-def skeleton(network: S.Network) -> list[Callable[[torch.Tensor], torch.Tensor]]:
-    """One function per layer on float64 ``(B, 1, H, W)`` maps (``(B, F)`` once flat) that
-    connects exactly the positions the real layer connects, with positive weights."""
-    return [_skeleton_step(layer) for layer in network.layers]
+def skeleton(model: nn.Sequential) -> list[Callable[[torch.Tensor], torch.Tensor]]:
+    """One function per module of ``model`` on float64 ``(B, 1, H, W)`` maps (``(B, F)`` once
+    flat) that connects exactly the positions the module connects, with positive weights. It
+    reads the modules themselves (the geometry torch was given), not the spec."""
+    return [_skeleton_step(module) for module in model]
 
 
-def _skeleton_step(layer: S._Layer) -> Callable[[torch.Tensor], torch.Tensor]:
-    if isinstance(layer, S.Conv2d):
-        weight = _mean_kernel(layer.kernel_size)
-        return lambda x: F.conv2d(x, weight, None, layer.stride, layer.padding, layer.dilation)
-    if isinstance(layer, S.ConvTranspose2d):
-        weight = _mean_kernel(layer.kernel_size)
+def _skeleton_step(m: nn.Module) -> Callable[[torch.Tensor], torch.Tensor]:
+    if isinstance(m, nn.Conv2d):
+        weight = _mean_kernel(m.kernel_size)
+        return lambda x: F.conv2d(x, weight, None, m.stride, m.padding, m.dilation)
+    if isinstance(m, nn.ConvTranspose2d):
+        weight = _mean_kernel(m.kernel_size)
         return lambda x: F.conv_transpose2d(
-            x, weight, None, layer.stride, layer.padding, layer.output_padding, 1, layer.dilation
+            x, weight, None, m.stride, m.padding, m.output_padding, 1, m.dilation
         )
-    if isinstance(layer, S.MaxPool2d):
-        return lambda x: _window_mean(x, layer)
-    if isinstance(layer, S.AvgPool2d):
-        return lambda x: F.avg_pool2d(
-            x, layer.kernel_size, layer.stride, layer.padding, layer.ceil_mode, layer.count_include_pad
-        )
-    if isinstance(layer, (S.AdaptiveAvgPool2d, S.AdaptiveMaxPool2d)):
-        return lambda x: F.adaptive_avg_pool2d(x, layer.output_size)
-    if isinstance(layer, S.Flatten):
-        return lambda x: torch.flatten(x, layer.start_dim, layer.end_dim)
-    if isinstance(layer, S.Linear):
+    if isinstance(m, nn.MaxPool2d):
+        return lambda x: _window_mean(x, m)
+    if isinstance(m, nn.AvgPool2d):
+        return lambda x: F.avg_pool2d(x, m.kernel_size, m.stride, m.padding, m.ceil_mode, m.count_include_pad)
+    if isinstance(m, (nn.AdaptiveAvgPool2d, nn.AdaptiveMaxPool2d)):
+        return lambda x: F.adaptive_avg_pool2d(x, m.output_size)
+    if isinstance(m, nn.Flatten):
+        return lambda x: torch.flatten(x, m.start_dim, m.end_dim)
+    if isinstance(m, nn.Linear):
         return lambda x: x.mean(dim=-1, keepdim=True)  # out_features=1, weights 1/in_features
-    if isinstance(layer, (S.Softmax, S.LogSoftmax)):
-        return lambda x: _softmax_mixing(x, layer.dim)
+    if isinstance(m, (nn.Softmax, nn.LogSoftmax)):
+        return lambda x: _softmax_mixing(x, m.dim)
     return lambda x: x  # activations, BatchNorm2d, Dropout, Identity: position by position
 
 
@@ -83,15 +82,12 @@ def _mean_kernel(kernel_size: int | tuple[int, int]) -> torch.Tensor:
     return torch.full((1, 1, kh, kw), 1.0 / (kh * kw), dtype=torch.float64)
 
 
-def _window_mean(x: torch.Tensor, layer: S.MaxPool2d) -> torch.Tensor:
+def _window_mean(x: torch.Tensor, pool: nn.MaxPool2d) -> torch.Tensor:
     """The mean over exactly MaxPool2d's windows (padding, dilation, ceil_mode), where
     AvgPool2d has no dilation: zero-pad, convolve with a dilated mean kernel, crop to the size
     torch's own max_pool2d gives."""
-    out_size = F.max_pool2d(
-        x.detach(), layer.kernel_size, layer.stride, layer.padding, layer.dilation, layer.ceil_mode
-    ).shape[-2:]
-    k, d, p = S.pair(layer.kernel_size), S.pair(layer.dilation), S.pair(layer.padding)
-    s = S.pair(layer.stride) if layer.stride is not None else k
+    out_size = pool(x.detach()).shape[-2:]
+    k, s, p, d = (S.pair(v) for v in (pool.kernel_size, pool.stride, pool.padding, pool.dilation))
     n = x.shape[-2:]
     # The windows span (out−1)·s + d·(k−1) + 1 padded positions; pad the right side that far.
     right = [max(0, (out_size[a] - 1) * s[a] + d[a] * (k[a] - 1) + 1 - n[a] - p[a]) for a in (0, 1)]
@@ -125,13 +121,15 @@ def probe_fields(network: S.Network, units: Mapping[int, Sequence[Unit]]) -> dic
 
 def _probe(network: S.Network, units: Mapping[int, Sequence[Unit]]) -> dict[int, list[Extent | None]]:
     batch = max(len(wanted) for wanted in units.values())
+    with torch.device("meta"):  # only the modules' geometry is read: no memory, no initialisation
+        model = build_model(network)
     h, w = network.input[1:]
     x = torch.zeros(batch, 1, h, w, dtype=torch.float64, requires_grad=True)
     outputs = []
     y = x
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # e.g. "implicit dimension choice for softmax"
-        for step in skeleton(network)[: max(units) + 1]:
+        for step in skeleton(model)[: max(units) + 1]:
             y = step(y)
             outputs.append(y)
     fields: dict[int, list[Extent | None]] = {}
