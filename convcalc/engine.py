@@ -58,7 +58,9 @@ class LayerResult:
     layer: S._Layer
     input_shape: tuple[int, ...] | None
     output_shape: tuple[int, ...] | None  # None: could not be computed (error here or above)
-    inferred: dict[str, int] = field(default_factory=dict)  # in_channels/in_features/num_features
+    # in_channels/in_features/num_features; for padding: auto also padding ((h, w) or 'same')
+    # and a ConvTranspose2d's output_padding ((h, w)): what torch must get instead of the spec's
+    inferred: dict[str, int | tuple[int, int] | str] = field(default_factory=dict)
     weight_params: int = 0
     bias_params: int = 0
     trainable_params: int = 0
@@ -84,7 +86,7 @@ class LayerResult:
     @property
     def summary(self) -> str:
         """The main settings in short, e.g. ``6@5×5 s1 p0`` for a conv."""
-        return _summary(self.layer)
+        return _summary(self.layer, self.inferred)
 
 
 @dataclass(frozen=True)
@@ -319,7 +321,12 @@ def _conv(ctx: _Ctx, layer: S.Conv2d, shape, rf, n_in) -> _Out:
     c_in, h, w = shape
     _check_channels(ctx, "in_channels", layer.in_channels, c_in)
     k, s, d = S.pair(layer.kernel_size), S.pair(layer.stride), S.pair(layer.dilation)
-    if layer.padding == "same":
+    if layer.padding == "auto":
+        solved = _solve_padding(ctx, layer, shape)
+        if solved is None:
+            return _Out(None, None)
+        pads = [same_padding(k[a], d[a]) if p == "same" else (p, p) for a, p in enumerate(solved[0])]
+    elif layer.padding == "same":
         if s != (1, 1):
             ctx.error("padding='same' needs stride 1", "use stride 1, or give the padding as a number")
         pads = [same_padding(k[a], d[a]) for a in (0, 1)]
@@ -355,7 +362,13 @@ def _conv_transpose(ctx: _Ctx, layer: S.ConvTranspose2d, shape, rf, n_in) -> _Ou
     c_in, h, w = shape
     _check_channels(ctx, "in_channels", layer.in_channels, c_in)
     k, s, d = S.pair(layer.kernel_size), S.pair(layer.stride), S.pair(layer.dilation)
-    p, op = S.pair(layer.padding), S.pair(layer.output_padding)
+    if layer.padding == "auto":
+        solved = _solve_padding(ctx, layer, shape)
+        if solved is None:
+            return _Out(None, None)
+        p, op = solved
+    else:
+        p, op = S.pair(layer.padding), S.pair(layer.output_padding)
     _check_groups(ctx, layer, c_in)
     for a, axis in enumerate("HW"):
         if op[a] >= max(s[a], d[a]):
@@ -387,6 +400,33 @@ def _conv_transpose(ctx: _Ctx, layer: S.ConvTranspose2d, shape, rf, n_in) -> _Ou
     _explain_params(ctx, weight, bias, f"{c_in}·({c_out}/{layer.groups})·{k[0]}·{k[1]}")
     new_rf = tuple(rf_transposed(rf[a], k[a], s[a], p[a], d[a]) for a in (0, 1))
     return _Out(out_shape, new_rf, weight, bias, 0, macs)
+
+
+def _solve_padding(ctx: _Ctx, layer, shape) -> tuple[tuple, tuple[int, int]] | None:
+    """``padding: auto``: the (padding, output_padding) pairs that give the layer's
+    ``output_shape`` (a pad may be 'same'), recorded in ``ctx.inferred``; None after an error."""
+    from convcalc import solve  # solve builds on this module's per-axis functions
+
+    want = layer.output_shape
+    c_out = shape[0] if isinstance(layer, (S.MaxPool2d, S.AvgPool2d)) else layer.out_channels
+    if len(want) == 3 and want[0] != c_out:
+        ctx.error(
+            f"output_shape {fmt_shape(want)} has {want[0]} channels but the layer gives {c_out}",
+            f"use output_shape [{c_out}, {want[1]}, {want[2]}], or [{want[1]}, {want[2]}]",
+        )
+        return None
+    try:
+        setting = solve.auto_padding(layer, shape[1:], tuple(want[-2:]))
+    except solve.SolveError as error:
+        ctx.error(error.message, error.fix)
+        return None
+    pads, ops = (setting.h.padding, setting.w.padding), (setting.h.output_padding, setting.w.output_padding)
+    ctx.inferred["padding"] = "same" if "same" in pads else pads
+    if isinstance(layer, S.ConvTranspose2d):
+        ctx.inferred["output_padding"] = ops
+    solved = ", ".join(f"{key}={value}" for key, value in ctx.inferred.items() if key.endswith("padding"))
+    ctx.explain.append(f"padding: auto for output {fmt_shape(want[-2:])}: {solved}")
+    return pads, ops
 
 
 def _check_groups(ctx: _Ctx, layer: S.Conv2d | S.ConvTranspose2d, c_in: int) -> None:
@@ -434,7 +474,13 @@ def _pool(ctx: _Ctx, layer: S.MaxPool2d | S.AvgPool2d, shape, rf, n_in) -> _Out:
     c, h, w = shape
     k = S.pair(layer.kernel_size)
     s = S.pair(layer.stride) if layer.stride is not None else k
-    p = S.pair(layer.padding)
+    if layer.padding == "auto":
+        solved = _solve_padding(ctx, layer, shape)
+        if solved is None:
+            return _Out(None, None)
+        p = solved[0]
+    else:
+        p = S.pair(layer.padding)
     d = S.pair(layer.dilation) if isinstance(layer, S.MaxPool2d) else (1, 1)
     for a, axis in enumerate("HW"):
         if p[a] > k[a] // 2:
@@ -584,24 +630,26 @@ def _explain_rf(ctx: _Ctx, rf, new_rf, k, s, d, pad_l) -> None:
         )
 
 
-def _summary(layer: S._Layer) -> str:
+def _summary(layer: S._Layer, inferred: dict | None = None) -> str:
+    padding = (inferred or {}).get("padding", getattr(layer, "padding", 0))  # solved, for padding: auto
     if isinstance(layer, (S.Conv2d, S.ConvTranspose2d)):
         k, s = S.pair(layer.kernel_size), S.pair(layer.stride)
-        pad = layer.padding if isinstance(layer.padding, str) else _short(S.pair(layer.padding))
+        pad = padding if isinstance(padding, str) else _short(S.pair(padding))
         text = f"{layer.out_channels}@{k[0]}×{k[1]} s{_short(s)} p{pad}"
         if layer.dilation != 1:
             text += f" d{_short(S.pair(layer.dilation))}"
         if layer.groups != 1:
             text += f" g{layer.groups}"
-        if isinstance(layer, S.ConvTranspose2d) and layer.output_padding != 0:
-            text += f" op{_short(S.pair(layer.output_padding))}"
+        op = (inferred or {}).get("output_padding", getattr(layer, "output_padding", 0))
+        if isinstance(layer, S.ConvTranspose2d) and S.pair(op) != (0, 0):
+            text += f" op{_short(S.pair(op))}"
         return text
     if isinstance(layer, (S.MaxPool2d, S.AvgPool2d)):
         k = S.pair(layer.kernel_size)
         s = S.pair(layer.stride) if layer.stride is not None else k
         text = f"{k[0]}×{k[1]} s{_short(s)}"
-        if layer.padding != 0:
-            text += f" p{_short(S.pair(layer.padding))}"
+        if padding != 0 and padding != "auto":
+            text += f" p{_short(S.pair(padding))}"
         if isinstance(layer, S.MaxPool2d) and layer.dilation != 1:
             text += f" d{_short(S.pair(layer.dilation))}"
         return text + (" ceil" if layer.ceil_mode else "")

@@ -453,6 +453,9 @@ def _layer_axes(layer: S._Layer) -> dict[str, tuple[int, int]]:
     return values
 
 
+_SOLVE_FLAGS = {"ConvTranspose2d": " --transposed", "MaxPool2d": " --pool max", "AvgPool2d": " --pool avg"}
+
+
 def auto_padding(layer: S._Layer, in_hw: tuple[int, int], out_hw: tuple[int, int]) -> Setting:
     """The padding (and a ConvTranspose2d's output_padding, unless the spec sets it) that make
     ``layer`` map ``in_hw`` to ``out_hw`` with its own kernel, stride, dilation and ceil_mode:
@@ -477,7 +480,8 @@ def auto_padding(layer: S._Layer, in_hw: tuple[int, int], out_hw: tuple[int, int
                 + (f", dilation {axis_fixed['dilation']}" if axis_fixed["dilation"] != 1 else "")
                 + f": {_near(sizes, out_hw[a])}",
                 "change output_shape to a reachable size, or the kernel_size or stride "
-                f"(convcalc solve --in {in_hw[a]} --out {out_hw[a]} lists the layers that can)",
+                f"(convcalc solve --in {in_hw[a]} --out {out_hw[a]}{_SOLVE_FLAGS.get(layer.type, '')} "
+                "lists the layers that can)",
             )
         chosen.append(
             min(

@@ -38,6 +38,8 @@ PosFloat = Annotated[float, Field(gt=0)]
 # `3` or `[3, 5]`: one value for both axes, or (height, width).
 PosPair = Union[PosInt, tuple[PosInt, PosInt]]
 NonNegPair = Union[NonNegInt, tuple[NonNegInt, NonNegInt]]
+# The size a layer with `padding: auto` must give: [C, H, W] or [H, W].
+OutputShape = Union[tuple[PosInt, PosInt, PosInt], tuple[PosInt, PosInt]]
 
 
 def pair(value: int | tuple[int, int]) -> tuple[int, int]:
@@ -63,6 +65,27 @@ class _Layer(BaseModel):
     )
 
 
+class _AutoPadding(_Layer):
+    """A layer whose ``padding`` may be ``auto``: the engine solves it (``convcalc.solve``)
+    so that the layer gives ``output_shape``."""
+
+    @model_validator(mode="after")
+    def _auto_needs_output_shape(self) -> _AutoPadding:
+        auto = self.padding == "auto"
+        if auto and self.output_shape is None:
+            raise ValueError("padding: auto needs output_shape: [C, H, W] or [H, W], the size it must give")
+        if self.output_shape is not None and not auto:
+            raise ValueError("output_shape is read only with padding: auto; set padding: auto or remove it")
+        return self
+
+
+def _output_shape_field() -> Any:
+    return Field(
+        default=None,
+        description="With padding: auto, the output wanted ([C, H, W] or [H, W]); padding is solved for it.",
+    )
+
+
 class _ConvBase(_Layer):
     in_channels: PosInt | None = Field(
         default=None, description="Input channels; inferred from the previous layer, checked when given."
@@ -75,39 +98,50 @@ class _ConvBase(_Layer):
     bias: bool = Field(default=True, description="Add a learnable bias per output channel.")
 
 
-class Conv2d(_ConvBase):
+class Conv2d(_ConvBase, _AutoPadding):
     type: Literal["Conv2d"] = Field("Conv2d", description="torch.nn class name.")
-    padding: NonNegPair | Literal["same", "valid"] = Field(
+    padding: NonNegPair | Literal["same", "valid", "auto"] = Field(
         default=0,
         description="Zero padding on both sides: p, [ph, pw], 'valid' (= 0) or 'same' "
-        "(output size = input size; stride 1 only; the odd pixel goes right/bottom).",
+        "(output size = input size; stride 1 only; the odd pixel goes right/bottom), "
+        "or 'auto' (solved for output_shape).",
     )
+    output_shape: OutputShape | None = _output_shape_field()
 
 
-class ConvTranspose2d(_ConvBase):
+class ConvTranspose2d(_ConvBase, _AutoPadding):
     type: Literal["ConvTranspose2d"] = Field("ConvTranspose2d", description="torch.nn class name.")
-    padding: NonNegPair = Field(
-        default=0, description="dilation*(kernel_size-1)-padding zeros are added to both sides of the input."
+    padding: NonNegPair | Literal["auto"] = Field(
+        default=0,
+        description="dilation*(kernel_size-1)-padding zeros are added to both sides of the input; "
+        "'auto': solved for output_shape, with output_padding unless that is given.",
     )
     output_padding: NonNegPair = Field(
         default=0, description="Extra size added to one side of the output; must be < max(stride, dilation)."
     )
+    output_shape: OutputShape | None = _output_shape_field()
 
 
-class MaxPool2d(_Layer):
+class MaxPool2d(_AutoPadding):
     type: Literal["MaxPool2d"] = Field("MaxPool2d", description="torch.nn class name.")
     kernel_size: PosPair = Field(description="Window size: k or [kh, kw].")
     stride: PosPair | None = Field(default=None, description="Window stride; defaults to kernel_size.")
-    padding: NonNegPair = Field(default=0, description="Implicit -inf padding; at most half the kernel size.")
+    padding: NonNegPair | Literal["auto"] = Field(
+        default=0, description="Implicit -inf padding, <= kernel_size/2; 'auto': solved for output_shape."
+    )
+    output_shape: OutputShape | None = _output_shape_field()
     dilation: PosPair = Field(default=1, description="Spacing between window elements.")
     ceil_mode: bool = Field(default=False, description="Use ceil instead of floor for the output size.")
 
 
-class AvgPool2d(_Layer):
+class AvgPool2d(_AutoPadding):
     type: Literal["AvgPool2d"] = Field("AvgPool2d", description="torch.nn class name.")
     kernel_size: PosPair = Field(description="Window size: k or [kh, kw].")
     stride: PosPair | None = Field(default=None, description="Window stride; defaults to kernel_size.")
-    padding: NonNegPair = Field(default=0, description="Implicit zero padding; at most half the kernel size.")
+    padding: NonNegPair | Literal["auto"] = Field(
+        default=0, description="Implicit zero padding, <= kernel_size/2; 'auto': solved for output_shape."
+    )
+    output_shape: OutputShape | None = _output_shape_field()
     ceil_mode: bool = Field(default=False, description="Use ceil instead of floor for the output size.")
     count_include_pad: bool = Field(default=True, description="Include the zero padding in the average.")
 
@@ -348,7 +382,8 @@ def _layer_lines(node: Any) -> list[int]:
 
 # What a field of each shape accepts, for one clear message where a union fails every branch.
 _FORMS = {
-    "padding": "an integer >= 0 or a pair [h, w] of them (Conv2d also takes 'same' or 'valid')",
+    "padding": "an integer >= 0 or a pair [h, w] of them, or 'auto' (Conv2d also takes 'same' or 'valid')",
+    "output_shape": "[C, H, W] or [H, W], integers >= 1",
     "output_padding": "an integer >= 0 or a pair [h, w] of them",
 }
 _POS_PAIR_FORM = "an integer >= 1 or a pair [h, w] of them"

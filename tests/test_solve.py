@@ -474,3 +474,193 @@ def test_solve_layer_padding_first_then_stride():
     }
     with pytest.raises(SolveError, match="no size settings"):
         solve.solve_layer(S.ReLU(), (9, 9), (2, 4))
+
+
+# --------------------------------------------------------------------------------------
+# padding: auto in a spec
+
+
+def torch_from_row(row) -> nn.Module:
+    """The torch module build.py makes from an engine row (output_shape is the spec's, not torch's)."""
+    kwargs = module_kwargs(row.layer, row.inferred)
+    kwargs.pop("output_shape", None)
+    return getattr(nn, row.type)(**kwargs)
+
+
+@st.composite
+def auto_layers(draw):
+    """A layer with padding: auto, its input H×W, and a wanted H×W (often one torch reaches)."""
+    kind = draw(st.sampled_from(KINDS))
+    k = (draw(st.integers(1, 5)), draw(st.integers(1, 5)))
+    s = (draw(st.integers(1, 3)), draw(st.integers(1, 3)))
+    d = (1, 1) if kind == "AvgPool2d" else (draw(st.integers(1, 2)), draw(st.integers(1, 2)))
+    in_hw = (draw(st.integers(1, 24)), draw(st.integers(1, 24)))
+    fields = {"type": kind, "kernel_size": k, "stride": s, "padding": "auto"}
+    if kind != "AvgPool2d":
+        fields["dilation"] = d
+    if kind in ("Conv2d", "ConvTranspose2d"):
+        fields["out_channels"] = 2
+    if kind in POOLS:
+        fields["ceil_mode"] = draw(st.booleans())
+    # a target from a hidden padding (and output_padding) that torch accepts, or any size
+    target = []
+    for a in (0, 1):
+        k_eff = d[a] * (k[a] - 1) + 1
+        p = draw(st.integers(0, solve.max_padding(kind, k[a], d[a])))
+        op = draw(st.integers(0, max(s[a], d[a]) - 1)) if kind == "ConvTranspose2d" else 0
+        hidden = solve.forward(kind, in_hw[a], k[a], s[a], p, d[a], op, fields.get("ceil_mode", False))
+        fits = kind == "ConvTranspose2d" or in_hw[a] + 2 * p >= k_eff
+        use_hidden = hidden >= 1 and fits and draw(st.integers(0, 3)) > 0
+        target.append(hidden if use_hidden else draw(st.integers(1, 40)))
+    with_channels = draw(st.booleans())
+    fields["output_shape"] = (
+        [2 if kind in ("Conv2d", "ConvTranspose2d") else 3] if with_channels else []
+    ) + target
+    return S.LAYER_CLASSES[kind].model_validate(fields), in_hw, tuple(target)
+
+
+def torch_reachable(layer: S._Layer, in_hw, target) -> bool:
+    """Does any padding (and ConvTranspose2d output_padding) within the bounds give ``target``
+    in torch? Brute force over real modules, axis by axis (the axes are independent)."""
+    k, s = S.pair(layer.kernel_size), S.pair(layer.stride)
+    d = S.pair(getattr(layer, "dilation", 1))
+    for a in (0, 1):
+        sizes = set()
+        for p in range(solve.max_padding(layer.type, k[a], d[a]) + 1):
+            ops = range(max(s[a], d[a])) if isinstance(layer, S.ConvTranspose2d) else (None,)
+            for op in ops:
+                kwargs = {"kernel_size": (k[a], 1), "stride": (s[a], 1), "padding": (p, 0)}
+                if layer.type != "AvgPool2d":
+                    kwargs["dilation"] = (d[a], 1)
+                if op is not None:
+                    kwargs["output_padding"] = (op, 0)
+                if layer.type in POOLS:
+                    kwargs["ceil_mode"] = layer.ceil_mode
+                    if in_hw[a] + 2 * p < d[a] * (k[a] - 1) + 1:
+                        continue  # the search's bound: the window fits the padded input
+                else:
+                    kwargs.update(in_channels=1, out_channels=1)
+                try:
+                    sizes.add(getattr(nn, layer.type)(**kwargs)(torch.zeros(1, 1, in_hw[a], 1)).shape[2])
+                except RuntimeError:
+                    pass
+        if target[a] not in sizes:
+            return False
+    return True
+
+
+@settings(SETTINGS, max_examples=120)
+@given(auto_layers())
+def test_padding_auto_gives_the_output_shape_in_torch(case):
+    layer, in_hw, target = case
+    row = analyze(S.Network(input=(3, *in_hw), layers=[layer])).rows[0]
+    if row.errors:
+        event("unreachable")
+        assert not torch_reachable(layer, in_hw, target), str(row.errors[0])
+        message = str(row.errors[0])
+        assert "padding: auto cannot" in message and (
+            "nearest reachable" in message or "does not fit" in message
+        )
+        return
+    event(f"{layer.type}: solved")
+    assert row.output_shape[1:] == target
+    assert set(row.inferred) >= {"padding"}
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        out = torch_from_row(row)(torch.zeros(1, 3, *in_hw))
+    assert tuple(out.shape[2:]) == target
+
+
+def test_padding_auto_conv_transpose_solves_output_padding():
+    decoder = S.parse_spec(
+        "input: [8, 7, 7]\n"
+        "layers:\n"
+        "  - {type: ConvTranspose2d, out_channels: 4, kernel_size: 3, stride: 2,"
+        " padding: auto, output_shape: [4, 14, 14]}\n"
+        "  - {type: ConvTranspose2d, out_channels: 1, kernel_size: 3, stride: 2,"
+        " padding: auto, output_padding: 0, output_shape: [27, 27]}\n"
+    )
+    analysis = analyze(decoder)
+    assert analysis.ok, analysis.errors
+    first, second = analysis.rows
+    assert first.inferred["padding"] == (1, 1) and first.inferred["output_padding"] == (1, 1)
+    assert second.inferred["output_padding"] == (0, 0)  # given, so kept: padding alone gives 27
+    assert first.summary == "4@3×3 s2 p1 op1"
+    x = torch.zeros(1, 8, 7, 7)
+    for row in analysis.rows:
+        x = torch_from_row(row)(x)
+        assert tuple(x.shape[1:]) == row.output_shape
+
+
+def test_padding_auto_errors_name_the_layer_and_the_fix(cli, tmp_path):
+    path = tmp_path / "bad.yaml"
+    path.write_text(
+        "input: [1, 28, 28]\n"
+        "layers:\n"
+        "  - {type: Conv2d, out_channels: 4, kernel_size: 3, stride: 2, padding: auto,"
+        " output_shape: [8, 14, 14]}\n",
+        encoding="utf-8",
+    )
+    result = cli("shape", str(path))
+    assert result.returncode == 1 and "Traceback" not in result.stderr
+    assert (
+        "layer 0 (conv2d_0, Conv2d): output_shape 8×14×14 has 8 channels but the layer gives 4"
+        in result.stderr
+    )
+    spec_errors = [
+        ("padding: auto}", "padding: auto needs output_shape"),
+        ("padding: 1, output_shape: [14, 14]}", "output_shape is read only with padding: auto"),
+        ("padding: auto, output_shape: [1, 2, 3, 4]}", "field 'output_shape'"),
+    ]
+    for tail, words in spec_errors:
+        path.write_text(
+            f"input: [1, 28, 28]\nlayers:\n  - {{type: MaxPool2d, kernel_size: 2, {tail}\n", encoding="utf-8"
+        )
+        result = cli("shape", str(path))
+        assert (
+            result.returncode == 1
+            and words in result.stderr
+            and f"{path}:3: layer 0 (MaxPool2d)" in result.stderr
+        )
+
+
+def test_padding_auto_unreachable_names_nearest_sizes():
+    net = S.parse_spec(
+        "input: [1, 28, 28]\n"
+        "layers:\n"
+        "  - {type: Conv2d, out_channels: 4, kernel_size: 3, stride: 2, padding: auto,"
+        " output_shape: [15, 14], name: c}\n"
+    )
+    (error,) = analyze(net).errors
+    assert str(error).startswith("layer 0 (c, Conv2d): padding: auto cannot make the height 28 into 15")
+    assert "nearest reachable: 14;" in str(error) and "convcalc solve --in 28 --out 15" in str(error)
+    # torch agrees: with kernel 3 and stride 2, no padding up to 1 gives 15 from 28
+    assert {nn.Conv2d(1, 1, 3, 2, p)(torch.zeros(1, 1, 28, 28)).shape[2] for p in range(2)} == {13, 14}
+
+
+def test_padding_auto_round_trips_through_yaml():
+    net = S.parse_spec(
+        "input: [1, 28, 28]\nlayers:\n"
+        "  - {type: AvgPool2d, kernel_size: 3, stride: 2, padding: auto, output_shape: [14, 14]}\n"
+    )
+    assert S.parse_spec(S.dump_spec(net)) == net
+    assert "padding: auto, output_shape: [14, 14]" in S.dump_spec(net)
+
+
+@pytest.mark.skipif(
+    "output_shape" in module_kwargs(S.MaxPool2d(kernel_size=2, padding="auto", output_shape=(1, 1)), {}),
+    reason="build.py's module_kwargs still passes output_shape to torch (see the solve report)",
+)
+def test_build_model_takes_the_solved_padding():
+    from convcalc.build import build_model
+
+    net = S.parse_spec(
+        "input: [3, 32, 32]\nlayers:\n"
+        "  - {type: Conv2d, out_channels: 8, kernel_size: 5, stride: 2, padding: auto,"
+        " output_shape: [16, 16]}\n"
+        "  - {type: MaxPool2d, kernel_size: 3, stride: 2, padding: auto, output_shape: [8, 8]}\n"
+        "  - {type: ConvTranspose2d, out_channels: 3, kernel_size: 4, stride: 4, padding: auto,"
+        " output_shape: [32, 32]}\n"
+    )
+    model = build_model(net)
+    assert tuple(model(torch.zeros(1, 3, 32, 32)).shape) == (1, 3, 32, 32)
