@@ -786,7 +786,8 @@ def parse_size(text: str, option: str, max_dims: int = 2) -> tuple[int, ...]:
     if not 1 <= len(dims) <= max_dims or min(dims) < 1:
         forms = {1: "N", 2: "N or HxW", 3: "N, HxW or CxHxW"}[max_dims]
         raise SolveError(
-            f"{option} {text!r} is not a size", f"give {forms}, positive integers (e.g. {option} 28)"
+            f"{option} {text!r} is not a size",
+            f"give {forms}, positive integers (e.g. {option} {28 if option in ('--in', '--out') else 3})",
         )
     return dims
 
