@@ -102,7 +102,6 @@ class AxisSetting:
 
 
 def search_ranges(
-    kind: str,
     n: int,
     out: int,
     kernel: int | None = None,
@@ -148,7 +147,7 @@ def solve_axis(
     it changes the size, a given ``ceil_mode`` keeps every setting with that mode.
     """
     found = []
-    kernels, strides, dilations = search_ranges(kind, n, out, kernel, stride, dilation)
+    kernels, strides, dilations = search_ranges(n, out, kernel, stride, dilation)
     for k, s, d in itertools.product(kernels, strides, dilations):
         k_eff = d * (k - 1) + 1
         p_max = max_padding(kind, k, d)
@@ -205,7 +204,7 @@ def reachable(kind: str, n: int, out_hint: int, **fixed: Any) -> list[int]:
     """Every output size one layer of ``kind`` reaches from ``n`` within the bounds for
     ``n → out_hint``, with ``fixed`` (kernel, stride, dilation, output_padding, ceil_mode)."""
     kernels, strides, dilations = search_ranges(
-        kind, n, out_hint, fixed.get("kernel"), fixed.get("stride"), fixed.get("dilation")
+        n, out_hint, fixed.get("kernel"), fixed.get("stride"), fixed.get("dilation")
     )
     sizes = set()
     for k, s, d in itertools.product(kernels, strides, dilations):
@@ -984,7 +983,6 @@ def _bounds(kind: str, in_hw, out_hw, fixed: dict) -> dict[str, str]:
 
     ranges = [
         search_ranges(
-            kind,
             in_hw[a],
             out_hw[a],
             *(fixed[n][a] if n in fixed else None for n in ("kernel", "stride", "dilation")),

@@ -154,7 +154,7 @@ def test_every_proposed_setting_gives_the_size_in_torch(request, fix_kernel_and_
 
 
 def brute_force(kind: str, n: int, out: int, kernel=None, stride=None, dilation=None) -> set[tuple]:
-    kernels, strides, dilations = solve.search_ranges(kind, n, out, kernel, stride, dilation)
+    kernels, strides, dilations = solve.search_ranges(n, out, kernel, stride, dilation)
     found = set()
     for k, s, d in itertools.product(kernels, strides, dilations):
         k_eff = d * (k - 1) + 1
@@ -481,10 +481,8 @@ def test_solve_layer_padding_first_then_stride():
 
 
 def torch_from_row(row) -> nn.Module:
-    """The torch module build.py makes from an engine row (output_shape is the spec's, not torch's)."""
-    kwargs = module_kwargs(row.layer, row.inferred)
-    kwargs.pop("output_shape", None)
-    return getattr(nn, row.type)(**kwargs)
+    """The torch module build.py makes from an engine row: the solved padding, no output_shape."""
+    return getattr(nn, row.type)(**module_kwargs(row.layer, row.inferred))
 
 
 @st.composite
@@ -647,10 +645,6 @@ def test_padding_auto_round_trips_through_yaml():
     assert "padding: auto, output_shape: [14, 14]" in S.dump_spec(net)
 
 
-@pytest.mark.skipif(
-    "output_shape" in module_kwargs(S.MaxPool2d(kernel_size=2, padding="auto", output_shape=(1, 1)), {}),
-    reason="build.py's module_kwargs still passes output_shape to torch (see the solve report)",
-)
 def test_build_model_takes_the_solved_padding():
     from convcalc.build import build_model
 
