@@ -68,29 +68,12 @@ def build_model(network: S.Network, initialize: bool = True) -> nn.Sequential:
     return model
 
 
-class ModuleNameError(ConvcalcError):
-    """A layer name that a torch module attribute already owns (``train``, ``forward``, ...)."""
-
-
 def _valid_analysis(network: S.Network) -> Analysis:
-    """The engine's analysis of a network that can be built; ``ConvcalcError`` otherwise."""
+    """The engine's analysis of a network that can be built; ``BuildError`` otherwise."""
     analysis = analyze(network)
     if not analysis.ok:
         raise BuildError(analysis)
-    reserved = _reserved_names()
-    for row in analysis.rows:
-        if row.name in reserved:
-            # nn.Module.add_module refuses it, and as an attribute `self.train` would still be the
-            # method, not the layer: the name cannot work in a model or in exported source.
-            raise ModuleNameError(
-                f"layer {row.index} ({row.name}, {row.type}): the name {row.name!r} is already an "
-                f"attribute of torch.nn.Module; fix: rename the layer (e.g. {row.name + '_layer'!r})"
-            )
     return analysis
-
-
-def _reserved_names() -> set[str]:
-    return set(dir(nn.Sequential()))
 
 
 def _takes_device(cls: type[nn.Module]) -> bool:

@@ -251,6 +251,22 @@ Layer = Annotated[Union[LAYER_TYPES], Field(discriminator="type")]  # type: igno
 
 _IDENTIFIER = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 
+# Public attributes of torch.nn.Sequential (and so of nn.Module): a layer of that name cannot be
+# added to a model (add_module refuses it) nor be ``self.<name>`` in exported source. Names that
+# start with an underscore are refused too (torch's internals). A test keeps this list in step
+# with the installed torch.
+MODULE_ATTRIBUTES = frozenset(
+    """T_destination add_module append apply bfloat16 buffers call_super_init children compile cpu
+    cuda double dump_patches eval extend extra_repr float forward get_buffer get_extra_state
+    get_parameter get_submodule half insert ipu load_state_dict modules mtia named_buffers
+    named_children named_modules named_parameters parameters pop register_backward_hook
+    register_buffer register_forward_hook register_forward_pre_hook register_full_backward_hook
+    register_full_backward_pre_hook register_load_state_dict_post_hook
+    register_load_state_dict_pre_hook register_module register_parameter
+    register_state_dict_post_hook register_state_dict_pre_hook requires_grad_ set_extra_state
+    set_submodule share_memory state_dict to to_empty train training type xpu zero_grad""".split()
+)
+
 
 class Network(BaseModel):
     """A network: an input size and a stack of layers applied in order."""
@@ -285,6 +301,11 @@ class Network(BaseModel):
                 raise ValueError(
                     f"layer {index} ({layer.type}): name {name!r} is not a Python identifier; "
                     "use letters, digits and underscores, not starting with a digit"
+                )
+            if name.startswith("_") or name in MODULE_ATTRIBUTES:
+                raise ValueError(
+                    f"layer {index} ({layer.type}): name {name!r} is taken by torch.nn.Module itself "
+                    f"(model.{name} would not be the layer); rename it, e.g. {name.strip('_') + '_layer'!r}"
                 )
             if name in seen:
                 raise ValueError(

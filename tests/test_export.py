@@ -18,7 +18,7 @@ import pytest
 import torch
 
 from convcalc import spec as S
-from convcalc.build import ModuleNameError, build_model, class_name, export_source, write_atomically
+from convcalc.build import build_model, class_name, export_source, write_atomically
 from convcalc.engine import analyze
 from convcalc.errors import ConvcalcError
 from tests.conftest import SHIPPED_SPECS, SPECS, run_cli
@@ -117,14 +117,6 @@ def test_readable_lenet():
 )
 def test_class_name(name, expected):
     assert class_name(name) == expected
-
-
-def test_reserved_layer_names_are_refused():
-    network = S.parse_spec("input: [1, 8, 8]\nlayers:\n  - {type: Conv2d, out_channels: 2, kernel_size: 3}\n"
-                           "  - {type: ReLU, name: train}\n")  # fmt: skip
-    for make in (export_source, build_model):
-        with pytest.raises(ModuleNameError, match=r"layer 1 \(train, ReLU\).*torch.nn.Module.*rename"):
-            make(network)
 
 
 # --------------------------------------------------------------------------------------

@@ -137,3 +137,16 @@ def test_schema_describes_every_field():
         for field, prop in definition.get("properties", {}).items():
             assert prop.get("description"), f"{name}.{field} has no description"
     assert set(schema["properties"]) == {"name", "input", "layers"}
+
+
+@pytest.mark.parametrize("name", ["train", "forward", "to", "_modules", "__init__"])
+def test_names_torch_modules_own_are_refused(name):
+    (message,) = problems(LENET_HEAD + f"  - {{type: ReLU, name: {name}}}\n")
+    assert f"name '{name}' is taken by torch.nn.Module" in message and "rename it" in message
+
+
+def test_module_attributes_match_the_installed_torch():
+    from torch import nn
+
+    public = {name for name in dir(nn.Sequential()) if not name.startswith("_")}
+    assert public == S.MODULE_ATTRIBUTES
