@@ -202,6 +202,21 @@ def rf_transposed(rf: RF, k: int, s: int, p: int, d: int) -> RF:
     )
 
 
+def rf_adaptive(rf: RF, bins: list[tuple[int, int]]) -> RF:
+    """An adaptive pool with windows ``bins`` on one axis. When the output divides the input the
+    windows are a regular pool (k = s = n/o) and this is exact; otherwise the size is that of the
+    largest window (an upper bound) and the jump spaces the first and last windows' centres
+    exactly, the ones between approximately."""
+    k_max = max(end - start for start, end in bins)
+    centres = [(start + end - 1) / 2 for start, end in bins]  # in units of the previous layer
+    step = (centres[-1] - centres[0]) / (len(bins) - 1) if len(bins) > 1 else 1
+    return RF(
+        size=rf.size + (k_max - 1) * rf.jump,
+        jump=rf.jump * step,
+        start=rf.start + centres[0] * rf.jump,
+    )
+
+
 def rf_global(rf: RF, out_units: int, n_input: int) -> RF:
     """A layer whose every output sees every unit of the previous layer (Flatten, Linear,
     a global pool): the union of those units' fields, clipped to the input axis."""
@@ -516,15 +531,8 @@ def _adaptive_pool(ctx: _Ctx, layer, shape, rf, n_in) -> _Out:
         bins = adaptive_bins(n, out)
         if out == 1:
             new_rf.append(rf_global(rf[a], n, n_in[a]))
-        elif n % out == 0:  # a regular pool: kernel = stride = n/out
-            new_rf.append(rf_step(rf[a], n // out, n // out, 0))
-        else:  # bins of varying size: the largest bin, the mean stride (an approximation)
-            k_max = max(end - start for start, end in bins)
-            first = bins[0][1] - bins[0][0]
-            r = rf[a]
-            new_rf.append(
-                RF(r.size + (k_max - 1) * r.jump, r.jump * n / out, r.start + (first - 1) / 2 * r.jump)
-            )
+        else:
+            new_rf.append(rf_adaptive(rf[a], bins))
         ctx.explain.append(f"{'HW'[a]} = output_size = {out} (windows of {_bin_sizes(bins)} from {n})")
     return _Out((c, o[0], o[1]), tuple(new_rf))
 
@@ -600,6 +608,12 @@ def _pointwise(ctx: _Ctx, layer, shape, rf, n_in) -> _Out:
         if not -ndim <= layer.dim < ndim:
             ctx.error(f"dim={layer.dim} is out of range for a {ndim}-dim input (batch included)")
             return _Out(None, None)
+        dim = layer.dim % ndim
+        if len(shape) == 3 and dim >= 2:  # normalising over H or W: every unit sees that whole axis
+            a = dim - 2
+            rf = tuple(rf_global(rf[a], shape[dim - 1], n_in[a]) if axis == a else rf[axis] for axis in (0, 1))
+            ctx.explain.append(f"shape unchanged; each output depends on the whole {'HW'[a]} axis")
+            return _Out(shape, rf)
     ctx.explain.append("shape unchanged")
     return _Out(shape, rf)
 

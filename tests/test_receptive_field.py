@@ -16,6 +16,7 @@ pools included, so the connectivity of the real stack must equal the probe's.
 
 from __future__ import annotations
 
+import pytest
 import torch
 from hypothesis import HealthCheck, assume, event, given, settings
 from hypothesis import strategies as st
@@ -23,7 +24,7 @@ from torch import nn
 
 from convcalc import spec as S
 from convcalc.build import module_kwargs
-from convcalc.check import probe_fields
+from convcalc.check import check, probe_fields
 from convcalc.engine import analyze
 
 torch.set_num_threads(1)
@@ -152,3 +153,27 @@ def test_probe_connects_exactly_what_the_real_modules_connect(drawn):
             assert field == expected, (
                 f"layer {row.index} ({row.layer!r}) unit {units[u]}: probe {field}, torch {expected}"
             )
+
+
+@pytest.mark.parametrize("dim", [2, 3, -1, -2])
+def test_softmax_over_a_spatial_axis_sees_that_whole_axis(dim):
+    network = S.Network(input=(1, 8, 9), layers=[S.Conv2d(out_channels=2, kernel_size=3), S.Softmax(dim=dim)])
+    report = check(network)
+    assert report.ok, "\n".join(str(c) for c in report.mismatches)
+    axis = dim % 4 - 2
+    assert report.analysis.rows[1].receptive_field[axis].size == (8, 9)[axis]
+    assert report.analysis.rows[1].receptive_field[1 - axis].size == 3
+
+
+@pytest.mark.parametrize(("n", "out"), [(1, 2), (5, 3), (7, 4), (13, 5), (6, 4)])
+def test_adaptive_pool_first_and_last_windows_are_exact(n, out):
+    """Uneven adaptive windows: the engine's size is an upper bound, but the first and the last
+    unit's fields (centre ± (size−1)/2 around the true window centres) must contain the probe's."""
+    network = S.Network(input=(1, n, n), layers=[S.AdaptiveAvgPool2d(output_size=out)])
+    rf = analyze(network).rows[0].receptive_field[0]
+    fields = probe_fields(network, {0: [(0, 0), (out - 1, out - 1)]})[0]
+    for unit, got in zip((0, out - 1), fields, strict=True):
+        lo, hi = got[0]
+        centre = rf.start + unit * rf.jump
+        assert centre == (lo + hi) / 2, f"unit {unit}: engine centre {centre}, torch field {lo}..{hi}"
+        assert hi - lo + 1 <= rf.size
