@@ -15,8 +15,8 @@ is centred at 0), so the field of unit i spans start + i·j ± (r−1)/2.
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Callable
 
 from convcalc import spec as S
 
@@ -264,14 +264,14 @@ def analyze(network: S.Network, input_shape: tuple[int, int, int] | None = None)
     rf: tuple[RF, RF] | None = (RF(1, 1, 0.0), RF(1, 1, 0.0))
     rows = []
     warned_rf = False
-    for index, (name, layer) in enumerate(zip(S.layer_names(network), network.layers)):
+    for index, (name, layer) in enumerate(zip(S.layer_names(network), network.layers, strict=False)):
         if shape is None:  # an error above left nothing to compute on
             rows.append(LayerResult(index, name, layer.type, layer, None, None))
             continue
         ctx = _Ctx(index, name, layer, shape)
         out = _HANDLERS[layer.type](ctx, layer, shape, rf, n_in)
         if out.rf and not warned_rf and not isinstance(layer, _GLOBAL_TYPES):
-            big = [axis for axis, r, n in zip("HW", out.rf, n_in) if r.size > n]
+            big = [axis for axis, r, n in zip("HW", out.rf, n_in, strict=False) if r.size > n]
             if big:
                 warned_rf = True
                 sizes = "×".join(fmt_num(r.size) for r in out.rf)
@@ -471,9 +471,7 @@ def _sizes_ok(ctx: _Ctx, outs, size, pads, k, d) -> bool:
 def _warn_unseen(ctx: _Ctx, size, k, s, pads, d, outs) -> None:
     lost = [unseen(size[a], k[a], s[a], *pads[a], d[a], outs[a]) for a in (0, 1)]
     parts = [
-        f"the last {n} {'row' if a == 0 else 'column'}{'s' if n > 1 else ''}"
-        for a, n in enumerate(lost)
-        if n
+        f"the last {n} {'row' if a == 0 else 'column'}{'s' if n > 1 else ''}" for a, n in enumerate(lost) if n
     ]
     if parts:
         ctx.warn(
@@ -509,7 +507,8 @@ def _pool(ctx: _Ctx, layer: S.MaxPool2d | S.AvgPool2d, shape, rf, n_in) -> _Out:
     closing = "⌉" if layer.ceil_mode else "⌋"
     for a, axis in enumerate("HW"):
         ctx.explain.append(
-            f"{axis} = {rounding}({size[a]} + 2·{p[a]} − {d[a]}·({k[a]}−1) − 1)/{s[a]}{closing} + 1 = {outs[a]}"
+            f"{axis} = {rounding}({size[a]} + 2·{p[a]} − {d[a]}·({k[a]}−1) − 1)/{s[a]}{closing}"
+            f" + 1 = {outs[a]}"
         )
     pads = [(p[0], p[0]), (p[1], p[1])]
     if not _sizes_ok(ctx, outs, size, pads, k, d):
@@ -527,7 +526,7 @@ def _adaptive_pool(ctx: _Ctx, layer, shape, rf, n_in) -> _Out:
     c, h, w = shape
     o = S.pair(layer.output_size)
     new_rf = []
-    for a, (n, out) in enumerate(zip((h, w), o)):
+    for a, (n, out) in enumerate(zip((h, w), o, strict=False)):
         bins = adaptive_bins(n, out)
         if out == 1:
             new_rf.append(rf_global(rf[a], n, n_in[a]))
@@ -611,7 +610,9 @@ def _pointwise(ctx: _Ctx, layer, shape, rf, n_in) -> _Out:
         dim = layer.dim % ndim
         if len(shape) == 3 and dim >= 2:  # normalising over H or W: every unit sees that whole axis
             a = dim - 2
-            rf = tuple(rf_global(rf[a], shape[dim - 1], n_in[a]) if axis == a else rf[axis] for axis in (0, 1))
+            rf = tuple(
+                rf_global(rf[a], shape[dim - 1], n_in[a]) if axis == a else rf[axis] for axis in (0, 1)
+            )
             ctx.explain.append(f"shape unchanged; each output depends on the whole {'HW'[a]} axis")
             return _Out(shape, rf)
     ctx.explain.append("shape unchanged")
@@ -640,7 +641,8 @@ def _explain_rf(ctx: _Ctx, rf, new_rf, k, s, d, pad_l) -> None:
         ctx.explain.append(
             f"RF {axis}: r = {fmt_num(old.size)} + ({k_eff}−1)·{fmt_num(old.jump)} = {fmt_num(new.size)}, "
             f"j = {fmt_num(old.jump)}·{s[a]} = {fmt_num(new.jump)}, "
-            f"start = {fmt_num(old.start)} + (({k_eff}−1)/2 − {pad_l[a]})·{fmt_num(old.jump)} = {fmt_num(new.start)}"
+            f"start = {fmt_num(old.start)} + (({k_eff}−1)/2 − {pad_l[a]})·{fmt_num(old.jump)}"
+            f" = {fmt_num(new.start)}"
         )
 
 
@@ -697,8 +699,20 @@ _HANDLERS: dict[str, Callable[..., _Out]] = {
     "Linear": _linear,
     **{
         name: _pointwise
-        for name in ("Dropout", "Dropout2d", "ReLU", "LeakyReLU", "ELU", "GELU", "SiLU",
-                     "Tanh", "Sigmoid", "Softmax", "LogSoftmax", "Identity")
+        for name in (
+            "Dropout",
+            "Dropout2d",
+            "ReLU",
+            "LeakyReLU",
+            "ELU",
+            "GELU",
+            "SiLU",
+            "Tanh",
+            "Sigmoid",
+            "Softmax",
+            "LogSoftmax",
+            "Identity",
+        )
     },  # fmt: skip
 }
 assert set(_HANDLERS) == set(S.LAYER_CLASSES), "every layer type needs a handler"

@@ -13,6 +13,7 @@ from rich.text import Text
 from convcalc.engine import Analysis, LayerResult, Problem, fmt_shape
 from convcalc.engine import fmt_num as num
 
+
 def axes(h: float, w: float) -> str:
     """``5`` when both axes agree, else ``5×7`` (height × width)."""
     return num(h) if h == w else f"{num(h)}×{num(w)}"
@@ -135,4 +136,3 @@ def to_json(analysis: Analysis) -> dict[str, Any]:
         "warnings": [_problem_json(p) for p in analysis.warnings],
         "errors": [_problem_json(p) for p in analysis.errors],
     }
-

@@ -36,10 +36,10 @@ NonNegInt = Annotated[int, Strict(), Field(ge=0)]
 PosFloat = Annotated[float, Field(gt=0)]
 
 # `3` or `[3, 5]`: one value for both axes, or (height, width).
-PosPair = Union[PosInt, tuple[PosInt, PosInt]]
-NonNegPair = Union[NonNegInt, tuple[NonNegInt, NonNegInt]]
+PosPair = PosInt | tuple[PosInt, PosInt]
+NonNegPair = NonNegInt | tuple[NonNegInt, NonNegInt]
 # The size a layer with `padding: auto` must give: [C, H, W] or [H, W].
-OutputShape = Union[tuple[PosInt, PosInt, PosInt], tuple[PosInt, PosInt]]
+OutputShape = tuple[PosInt, PosInt, PosInt] | tuple[PosInt, PosInt]
 
 
 def pair(value: int | tuple[int, int]) -> tuple[int, int]:
@@ -94,7 +94,9 @@ class _ConvBase(_Layer):
     kernel_size: PosPair = Field(description="Kernel size: k or [kh, kw].")
     stride: PosPair = Field(default=1, description="Stride: s or [sh, sw].")
     dilation: PosPair = Field(default=1, description="Spacing between kernel elements: d or [dh, dw].")
-    groups: PosInt = Field(default=1, description="Blocked connections; must divide in_channels and out_channels.")
+    groups: PosInt = Field(
+        default=1, description="Blocked connections; must divide in_channels and out_channels."
+    )
     bias: bool = Field(default=True, description="Add a learnable bias per output channel.")
 
 
@@ -210,7 +212,9 @@ class ELU(_Layer):
 
 class GELU(_Layer):
     type: Literal["GELU"] = Field("GELU", description="torch.nn class name.")
-    approximate: Literal["none", "tanh"] = Field(default="none", description="'tanh' uses the tanh approximation.")
+    approximate: Literal["none", "tanh"] = Field(
+        default="none", description="'tanh' uses the tanh approximation."
+    )
 
 
 class SiLU(_Layer):
@@ -247,7 +251,7 @@ LAYER_TYPES: tuple[type[_Layer], ...] = (
 LAYER_CLASSES: dict[str, type[_Layer]] = {cls.__name__: cls for cls in LAYER_TYPES}
 _CANONICAL = {name.lower(): name for name in LAYER_CLASSES}
 
-Layer = Annotated[Union[LAYER_TYPES], Field(discriminator="type")]  # type: ignore[valid-type]
+Layer = Annotated[Union[LAYER_TYPES], Field(discriminator="type")]  # type: ignore[valid-type]  # noqa: UP007
 
 _IDENTIFIER = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 
@@ -364,8 +368,10 @@ def network_from_data(data: Any, source: str = "<spec>", layer_lines: Sequence[i
     """Validate already-parsed data; ``layer_lines[i]`` is the line of layer i, for messages."""
     if not isinstance(data, dict):
         raise SpecError(
-            [f"{source}: a spec is a mapping with keys 'input' and 'layers' (and optional 'name'), "
-             f"not {type(data).__name__}"]  # fmt: skip
+            [
+                f"{source}: a spec is a mapping with keys 'input' and 'layers' (and optional 'name'), "
+                f"not {type(data).__name__}"
+            ]  # fmt: skip
         )
     try:
         return Network.model_validate(data)
@@ -425,7 +431,12 @@ def _messages(exc: ValidationError, data: dict, source: str, layer_lines: Sequen
                 continue
             seen_unions.add(tuple(loc))
             form = _FORMS.get(str(loc[-1]), _POS_PAIR_FORM)
-            error = {**error, "loc": tuple(loc), "type": "union", "msg": f"Invalid value {error['input']!r}; expected {form}"}
+            error = {
+                **error,
+                "loc": tuple(loc),
+                "type": "union",
+                "msg": f"Invalid value {error['input']!r}; expected {form}",
+            }
         where = source
         if len(loc) >= 2 and loc[0] == "layers" and isinstance(loc[1], int):
             index = loc[1]

@@ -31,7 +31,9 @@ def cli():
 
 def pytest_addoption(parser):
     parser.addoption(
-        "--update-golden", action="store_true", help="Rewrite tests/golden/* from the current output (read the diff)."
+        "--update-golden",
+        action="store_true",
+        help="Rewrite tests/golden/* from the current output (read the diff).",
     )
 
 
@@ -46,6 +48,8 @@ def golden(request):
             path.write_text(text, encoding="utf-8")
             if not request.config.getoption("--update-golden"):
                 pytest.fail(f"{path} did not exist; wrote it: read it, then commit it")
-        assert text == path.read_text(encoding="utf-8"), f"output differs from {path} (--update-golden to accept)"
+        assert text == path.read_text(encoding="utf-8"), (
+            f"output differs from {path} (--update-golden to accept)"
+        )
 
     return check

@@ -80,16 +80,44 @@ def test_every_shipped_spec_analyses(path):
     assert analysis.total_params == sum(row.params for row in analysis.rows)
 
 
-IMPOSSIBLE = {
-    "output below 1": ("[1, 4, 4]", "{type: Conv2d, out_channels: 2, kernel_size: 5}", "output size 0×0 is below 1"),
-    "channel mismatch": ("[3, 8, 8]", "{type: Conv2d, in_channels: 1, out_channels: 2, kernel_size: 3}", "in_channels=1 but the input has 3"),
-    "groups": ("[3, 8, 8]", "{type: Conv2d, out_channels: 4, kernel_size: 3, groups: 2}", "groups=2 does not divide in_channels=3"),
-    "same with stride": ("[1, 8, 8]", "{type: Conv2d, out_channels: 1, kernel_size: 3, stride: 2, padding: same}", "padding='same' needs stride 1"),
-    "pool padding": ("[1, 8, 8]", "{type: MaxPool2d, kernel_size: 2, padding: 2}", "more than half the kernel size"),
-    "output_padding": ("[1, 8, 8]", "{type: ConvTranspose2d, out_channels: 1, kernel_size: 3, stride: 2, output_padding: 2}", "must be smaller than max(stride, dilation)"),
+IMPOSSIBLE = {  # case: (input, layer(s), message)
+    "output below 1": (
+        "[1, 4, 4]",
+        "{type: Conv2d, out_channels: 2, kernel_size: 5}",
+        "output size 0×0 is below 1",
+    ),
+    "channel mismatch": (
+        "[3, 8, 8]",
+        "{type: Conv2d, in_channels: 1, out_channels: 2, kernel_size: 3}",
+        "in_channels=1 but the input has 3",
+    ),
+    "groups": (
+        "[3, 8, 8]",
+        "{type: Conv2d, out_channels: 4, kernel_size: 3, groups: 2}",
+        "groups=2 does not divide in_channels=3",
+    ),
+    "same with stride": (
+        "[1, 8, 8]",
+        "{type: Conv2d, out_channels: 1, kernel_size: 3, stride: 2, padding: same}",
+        "padding='same' needs stride 1",
+    ),
+    "pool padding": (
+        "[1, 8, 8]",
+        "{type: MaxPool2d, kernel_size: 2, padding: 2}",
+        "more than half the kernel size",
+    ),
+    "output_padding": (
+        "[1, 8, 8]",
+        "{type: ConvTranspose2d, out_channels: 1, kernel_size: 3, stride: 2, output_padding: 2}",
+        "must be smaller than max(stride, dilation)",
+    ),
     "linear on spatial": ("[16, 4, 4]", "{type: Linear, out_features: 10}", "add a Flatten"),
-    "in_features": ("[16, 4, 4]", "{type: Flatten}\n  - {type: Linear, in_features: 250, out_features: 10}", "in_features=250 but the input has 256"),
-}  # fmt: skip
+    "in_features": (
+        "[16, 4, 4]",
+        "{type: Flatten}\n  - {type: Linear, in_features: 250, out_features: 10}",
+        "in_features=250 but the input has 256",
+    ),
+}
 
 
 @pytest.mark.parametrize("case", sorted(IMPOSSIBLE))
@@ -111,9 +139,15 @@ def test_impossible_networks_exit_1_naming_the_layer(case, tmp_path):
 @pytest.mark.parametrize(
     ("text", "expected"),
     [
-        ("name: t\ninput: [1, 28, 28]\nlayers:\n  - {type: Conv2d, out_channels: 6, kernal_size: 5}\n", "bad.yaml:4: layer 0 (Conv2d): field 'kernal_size'"),
+        (
+            "name: t\ninput: [1, 28, 28]\nlayers:\n  - {type: Conv2d, out_channels: 6, kernal_size: 5}\n",
+            "bad.yaml:4: layer 0 (Conv2d): field 'kernal_size'",
+        ),
         ("name: t\ninput: [1, 28, 28]\nlayers:\n  - {type: ReLU\n", "bad.yaml:5:"),
-        ("name: t\ninput: [1, 28, 28]\nlayers:\n  - {type: Conv2d, out_channels: 6, kernel_size: -1}\n", "field 'kernel_size'"),
+        (
+            "name: t\ninput: [1, 28, 28]\nlayers:\n  - {type: Conv2d, out_channels: 6, kernel_size: -1}\n",
+            "field 'kernel_size'",
+        ),
     ],
 )
 def test_invalid_spec_files_exit_1_without_traceback(text, expected, tmp_path):
@@ -144,7 +178,9 @@ def test_receptive_field_larger_than_input_warns_once():
 
 def test_warnings_go_to_stderr_and_exit_0(tmp_path):
     spec = tmp_path / "w.yaml"
-    spec.write_text("input: [1, 28, 28]\nlayers:\n  - {type: Conv2d, out_channels: 1, kernel_size: 5, stride: 2}\n")
+    spec.write_text(
+        "input: [1, 28, 28]\nlayers:\n  - {type: Conv2d, out_channels: 1, kernel_size: 5, stride: 2}\n"
+    )
     result = run_cli("shape", str(spec))
     assert result.returncode == 0 and "warning: layer 0" in result.stderr
 
@@ -166,7 +202,10 @@ def test_schema_command():
     result = run_cli("schema")
     assert result.returncode == 0
     schema = json.loads(result.stdout)
-    assert "Conv2d" in schema["$defs"] and schema["properties"]["layers"]["items"]["discriminator"]["propertyName"] == "type"
+    assert (
+        "Conv2d" in schema["$defs"]
+        and schema["properties"]["layers"]["items"]["discriminator"]["propertyName"] == "type"
+    )
 
 
 def test_python_dash_m_and_version():

@@ -28,7 +28,9 @@ def test_lenet_loads_with_derived_names():
 
 
 def test_type_is_case_insensitive():
-    network = S.parse_spec(LENET_HEAD + "  - {type: conv2d, out_channels: 6, kernel_size: 5}\n  - {type: RELU}\n")
+    network = S.parse_spec(
+        LENET_HEAD + "  - {type: conv2d, out_channels: 6, kernel_size: 5}\n  - {type: RELU}\n"
+    )
     assert [layer.type for layer in network.layers] == ["Conv2d", "ReLU"]
 
 
@@ -41,7 +43,9 @@ def test_defaults_are_torch_defaults():
 
 
 def test_unknown_field_names_layer_line_and_suggests():
-    (message,) = problems(LENET_HEAD + "  - {type: ReLU}\n  - {type: Conv2d, out_channels: 6, kernal_size: 5, name: c1}\n")[1:]
+    (message,) = problems(
+        LENET_HEAD + "  - {type: ReLU}\n  - {type: Conv2d, out_channels: 6, kernal_size: 5, name: c1}\n"
+    )[1:]
     assert message.startswith("net.yaml:5: layer 1 (c1, Conv2d): field 'kernal_size'")
     assert "did you mean 'kernel_size'" in message
 
@@ -63,7 +67,12 @@ def test_missing_type_lists_types():
 
 @pytest.mark.parametrize(
     ("value", "expected"),
-    [("0", "expected an integer >= 1"), ("[3, true]", "expected an integer >= 1"), ("3.0", "expected"), ('"3"', "expected")],
+    [
+        ("0", "expected an integer >= 1"),
+        ("[3, true]", "expected an integer >= 1"),
+        ("3.0", "expected"),
+        ('"3"', "expected"),
+    ],
 )
 def test_bad_kernel_size_is_one_message(value, expected):
     (message,) = problems(LENET_HEAD + f"  - {{type: MaxPool2d, kernel_size: {value}}}\n")
@@ -71,7 +80,9 @@ def test_bad_kernel_size_is_one_message(value, expected):
 
 
 def test_padding_accepts_same_and_valid_only_for_conv2d():
-    network = S.parse_spec(LENET_HEAD + "  - {type: Conv2d, out_channels: 1, kernel_size: 3, padding: same}\n")
+    network = S.parse_spec(
+        LENET_HEAD + "  - {type: Conv2d, out_channels: 1, kernel_size: 3, padding: same}\n"
+    )
     assert network.layers[0].padding == "same"
     (message,) = problems(LENET_HEAD + "  - {type: MaxPool2d, kernel_size: 3, padding: same}\n")
     assert "field 'padding'" in message
@@ -94,7 +105,9 @@ def test_json_syntax_error_reports_the_line():
 
 def test_json_spec_loads(tmp_path):
     path = tmp_path / "net.json"
-    path.write_text(json.dumps({"input": [3, 8, 8], "layers": [{"type": "Conv2d", "out_channels": 4, "kernel_size": 3}]}))
+    path.write_text(
+        json.dumps({"input": [3, 8, 8], "layers": [{"type": "Conv2d", "out_channels": 4, "kernel_size": 3}]})
+    )
     assert S.load_spec(path).layers[0].out_channels == 4
 
 
