@@ -386,7 +386,8 @@ def train_command(
             f"{result.images_per_second:,.0f} img/s",
             markup=False,
         )
-    lines.print(f"checkpoint: {result.checkpoint}", markup=False)
+    if result.checkpoint:
+        lines.print(f"checkpoint: {result.checkpoint}", markup=False)
     if as_json:
         click.echo(
             json.dumps(
@@ -402,12 +403,13 @@ def train_command(
             )
         )
     if result.cancelled:
-        stderr.print(
+        message = (
             f"interrupted: stopped after the current batch; checkpoint saved to {result.checkpoint}; "
-            f"continue with: convcalc train {spec} --resume {result.checkpoint}",
-            style="red",
-            markup=False,
+            f"continue with: convcalc train {spec} --resume {result.checkpoint}"
+            if result.checkpoint
+            else "interrupted before the first batch: nothing trained, no checkpoint written"
         )
+        stderr.print(message, style="red", markup=False)
         sys.exit(1)
 
 

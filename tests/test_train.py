@@ -379,3 +379,13 @@ def test_cli_help_shows_the_library_defaults():
         ("seed", defaults.seed),
     ]:
         assert f"[default: {value}]" in text, option
+
+
+def test_cancel_before_the_first_batch_replaces_no_checkpoint(folder, tmp_path, network):
+    previous = tmp_path / "run.pt"
+    previous.write_bytes(b"an earlier run's checkpoint")
+    cancel = threading.Event()
+    cancel.set()
+    result = train(network, config(folder, tmp_path), cancel=cancel)
+    assert result.cancelled and result.checkpoint is None and result.epochs == []
+    assert previous.read_bytes() == b"an earlier run's checkpoint"
