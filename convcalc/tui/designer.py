@@ -24,6 +24,7 @@ from convcalc.spec import Network, load_spec
 from convcalc.tui import model
 from convcalc.tui.dialogs import LayerTypeDialog, NetworkDialog, PathDialog, UnsavedDialog
 from convcalc.tui.editor import LayerEditor
+from convcalc.tui.size_dialog import OutputSizeDialog
 
 _MOVE = Binding.Group("Move", compact=True)
 _UNDO = Binding.Group("Undo/redo", compact=True)
@@ -35,12 +36,13 @@ class DesignerScreen(Screen):
 
     BINDINGS = [
         Binding("a", "add", "Add"),
-        Binding("i", "insert", "Insert after"),
+        Binding("i", "insert", "Insert"),
         Binding("c", "duplicate", "Duplicate"),
         Binding("x,delete", "delete", "Delete"),
         Binding("shift+up", "move(-1)", "Move up", key_display="⇧↑", group=_MOVE),
         Binding("shift+down", "move(1)", "Move down", key_display="⇧↓", group=_MOVE),
-        Binding("s", "network", "Input size"),
+        Binding("s", "network", "Input"),
+        Binding("o", "output_size", "Output"),
         Binding("ctrl+t", "train", "Train"),
         Binding("ctrl+z", "undo", "Undo", group=_UNDO),
         Binding("ctrl+y", "redo", "Redo", group=_UNDO),
@@ -298,7 +300,7 @@ class DesignerScreen(Screen):
     # Actions
 
     def check_action(self, action: str, parameters: tuple) -> bool | None:
-        needs_layer = {"insert", "duplicate", "delete", "move"}
+        needs_layer = {"insert", "duplicate", "delete", "move", "output_size"}
         if action in needs_layer and not self.network.layers:
             return None  # shown dimmed in the footer
         if action == "undo" and not self.history.can_undo:
@@ -368,6 +370,22 @@ class DesignerScreen(Screen):
                 await self._apply(model.set_header(self.network, name, shape))
 
         self.app.push_screen(NetworkDialog(self.network.name, self.network.input), done)
+
+    def action_output_size(self) -> None:
+        """Offer the solver's settings that make the selected layer output a wanted H×W."""
+        row = self._current_row()
+        if row is None:
+            return
+        index = row.index
+
+        async def done(choice: model.SizeChoice | None) -> None:
+            if choice is None or choice.network is None:
+                return
+            await self._apply(choice.network)
+            self._refresh_footer()
+            self.notify(f"Layer {index}: {choice.fix.description} (ctrl+z undoes)", timeout=4)
+
+        self.app.push_screen(OutputSizeDialog(self.network, row), done)
 
     def action_focus_table(self) -> None:
         self.query_one("#layers").focus()

@@ -2,8 +2,9 @@
 
 Every edit is a pure function ``Network -> Network`` (a new, validated network); the screen
 keeps a ``History`` of them and re-analyses the current one with ``engine.analyze``. Field
-text typed in the editor is parsed and validated here too, so the rules are testable without
-a terminal. Imports spec and the standard library only (no textual, no torch).
+text typed in the editor is parsed and validated here too, and the solver's fixes for "make this
+layer output H×W" are turned into whole networks, so the rules are testable without a terminal.
+Imports spec, engine, solve and the standard library only (no textual, no torch).
 """
 
 from __future__ import annotations
@@ -12,13 +13,16 @@ import os
 import re
 import tempfile
 import typing
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import yaml
 from pydantic import ValidationError
 
+from convcalc.engine import analyze
 from convcalc.errors import ConvcalcError
+from convcalc.solve import KINDS, LayerFix, SolveError, solve_layer
 from convcalc.spec import LAYER_CLASSES, Network, SpecError, dump_spec, network_from_data, spec_to_data
 
 NEW_INPUT = (1, 28, 28)  # `convcalc tui` without a SPEC starts on an MNIST-sized input
@@ -299,6 +303,100 @@ class FieldErrors(ConvcalcError):
                 field, message = "", problem.split(": ", 1)[-1]
             errors.setdefault(field, message)
         return cls(errors)
+
+
+# --------------------------------------------------------------------------------------
+# "Make this layer output H×W": the solver's fixes as whole networks
+
+MAX_SIZE_CHOICES = 50  # listed in the dialog; asking 1×1 of a 28×28 conv gives ~280,000
+_ADAPTIVE = ("AdaptiveAvgPool2d", "AdaptiveMaxPool2d")
+
+
+def parse_output_size(text: str) -> tuple[int, int]:
+    """``14`` -> (14, 14); ``14x16`` / ``14×16`` / ``14, 16`` -> (14, 16); ValueError with the fix."""
+    pair = _PAIR_TEXT.match(text.lower())
+    dims = (int(pair.group(1)), int(pair.group(2))) if pair else None
+    if text.strip().isdigit():
+        dims = (int(text), int(text))
+    if dims is None or min(dims) < 1:
+        raise ValueError(
+            f"{text.strip()!r} is not an output size: give the wanted height×width as positive "
+            "integers, e.g. 14 or 14x14"
+        )
+    return dims
+
+
+def solve_refusal(network: Network, index: int, input_shape: tuple[int, ...] | None) -> str | None:
+    """Why the solver cannot size layer ``index`` at all (the solver's own message for a layer
+    without size settings, or an input that is unknown or not C×H×W); None when it can."""
+    layer = network.layers[index]
+    if layer.type not in KINDS and layer.type not in _ADAPTIVE:
+        try:
+            solve_layer(layer, (1, 1), (1, 1))  # refuses such a layer before looking at sizes
+        except SolveError as error:
+            return str(error)
+    if input_shape is None:
+        return "its input size is unknown (a layer above it has an error); fix that layer first"
+    if len(input_shape) != 3:
+        return (
+            f"its input is {len(input_shape)}-dimensional, not C×H×W; only a layer before the "
+            "Flatten can be sized"
+        )
+    return None
+
+
+@dataclass(frozen=True)
+class SizeChoice:
+    """One of the solver's fixes for layer ``index``, as the designer lists and applies it."""
+
+    fix: LayerFix
+    network: Network | None  # the whole network with the fix applied; None if it does not validate
+    summary: str  # the layer's settings after the fix, as the table shows them (``6@5×5 s2 p2``)
+    output_shape: tuple[int, ...] | None  # the engine's output of the fixed layer
+    problem: str = ""  # why the fixed network does not validate
+
+    @property
+    def note(self) -> str:
+        """``exact``, or what the setting leaves out, short enough for one line of the list:
+        ``14 rows and columns unseen`` (input pixels no window covers), for a transposed conv
+        ``1 row bias only`` (output pixels no input reaches), and ``checkerboard`` where its
+        kernel is not a multiple of its stride. The solver's ``Setting.notes`` say it at length."""
+        setting = self.fix.setting
+        if setting is None:  # an adaptive pool: its bins always cover the whole input
+            return ""
+        h, w = setting.h.lost, setting.w.lost
+        if h and h == w:
+            lost = f"{h} {'row and column' if h == 1 else 'rows and columns'}"
+        else:
+            axes = ((h, "row"), (w, "column"))
+            lost = ", ".join(f"{n} {unit}{'s' if n > 1 else ''}" for n, unit in axes if n)
+        transposed = setting.type == "ConvTranspose2d"
+        notes = [f"{lost} {'bias only' if transposed else 'unseen'}" if lost else "exact"]
+        if transposed and any(a.stride > 1 and a.kernel % a.stride for a in (setting.h, setting.w)):
+            notes.append("checkerboard")
+        return "; ".join(notes)
+
+
+def size_choices(
+    network: Network, index: int, input_shape: tuple[int, int, int], target_hw: tuple[int, int]
+) -> tuple[list[SizeChoice], int]:
+    """The first ``MAX_SIZE_CHOICES`` ways (fewest changed fields first, exact first) to make
+    layer ``index``, on an ``input_shape`` input, output ``target_hw``, and how many the solver
+    found. Raises ``SolveError`` (with the nearest reachable sizes) when none does."""
+    layer = network.layers[index]
+    fixes = solve_layer(layer, tuple(input_shape[1:]), target_hw)
+    choices = []
+    for fix in fixes[:MAX_SIZE_CHOICES]:
+        values = {**layer.model_dump(exclude_defaults=True, exclude={"type"}), **fix.fields}
+        try:
+            fixed = edit_layer(network, index, layer.type, values)
+        except FieldErrors as errors:
+            choices.append(SizeChoice(fix, None, "", None, str(errors)))
+            continue
+        # the fixed layer alone on its input: its settings summary and output, as in the table
+        row = analyze(Network(name=network.name, input=input_shape, layers=[fixed.layers[index]])).rows[0]
+        choices.append(SizeChoice(fix, fixed, row.summary, row.output_shape))
+    return choices, len(fixes)
 
 
 # --------------------------------------------------------------------------------------
