@@ -211,6 +211,35 @@ async def test_adaptive_pool_gets_its_output_size():
 
 
 @pilot_test
+async def test_padding_auto_is_replaced_by_the_fixs_numbers():
+    network = network_from_data(
+        {
+            "name": "auto",
+            "input": [1, 28, 28],
+            "layers": [
+                {
+                    "type": "Conv2d",
+                    "out_channels": 4,
+                    "kernel_size": 5,
+                    "padding": "auto",
+                    "output_shape": [28, 28],
+                }
+            ],
+        }
+    )
+    app = ConvcalcApp(network)
+    async with app.run_test(size=SIZE) as pilot:
+        await pilot.pause()
+        await open_dialog(pilot)
+        await ask(pilot, "14")
+        await pilot.press("enter")
+        await pilot.pause()
+        layer = app.designer.network.layers[0]
+        assert layer.output_shape is None and isinstance(layer.padding, int | tuple)
+        assert torch_output_of_layer(app.designer.network, 0) == (4, 14, 14)
+
+
+@pilot_test
 async def test_a_layer_after_a_broken_one_cannot_be_sized():
     network = network_from_data(
         {
@@ -236,6 +265,18 @@ async def test_a_layer_after_a_broken_one_cannot_be_sized():
         await pilot.pause()
         assert analyze(app.designer.network).ok
         assert torch_output_of_layer(app.designer.network, 0) == (4, 8, 8)
+
+
+def test_snapshot_of_the_dialog_listing_fixes(snap_compare):
+    """pytest-textual-snapshot: c1 asked for 14×14 (the SVG changes only with --snapshot-update)."""
+
+    async def ask_14(pilot) -> None:
+        await pilot.press("o")
+        await pilot.pause()
+        await ask(pilot, "14x14")
+
+    app = ConvcalcApp(load_spec(LENET), LENET.relative_to(LENET.parent.parent))
+    assert snap_compare(app, terminal_size=(130, 36), run_before=ask_14)
 
 
 @pytest.mark.parametrize(

@@ -24,7 +24,7 @@ from convcalc.spec import Network
 from convcalc.tui import model
 
 HINT = "Type the wanted height×width and press enter: the solver lists the settings that give it."
-HELP = "enter: list the settings · ↑↓ enter: apply (one undo step) · tab: back to the size · esc: cancel"
+HELP = "enter: list · ↑↓ enter: apply (one undo step) · tab: edit the size · esc: cancel"
 
 
 class OutputSizeDialog(ModalScreen[model.SizeChoice]):
@@ -78,6 +78,8 @@ class OutputSizeDialog(ModalScreen[model.SizeChoice]):
         self.query_one("#solve-header").display = False
         if self.refusal is not None:
             self._status(Text(f"✗ {self.refusal}", "bold red"))
+            self.query_one(".field-row").display = False  # nothing to type
+            self.query_one("#solve-help", Static).update("esc: close")
         else:
             self._status(Text(HINT, "dim"))
             self.query_one("#solve-target", Input).focus()
