@@ -200,26 +200,39 @@ def tui(spec: str | None) -> None:
 _RECIPE_OPTIONS = ("dataset", "epochs", "batch_size", "lr", "optimizer", "schedule", "seed", "limit")
 
 
-def _download_progress():
-    """A rich progress bar on stderr for downloads, and the callback that drives it."""
-    from rich.progress import BarColumn, DownloadColumn, Progress, TextColumn, TransferSpeedColumn
+class _Downloads:
+    """Download progress on stderr: a transient rich bar on a terminal (started at the first
+    byte, so nothing shows when nothing is downloaded), else one line per finished file."""
 
-    bar = Progress(
-        TextColumn("{task.description}"),
-        BarColumn(),
-        DownloadColumn(),
-        TransferSpeedColumn(),
-        console=stderr,
-        transient=True,
-    )
-    tasks: dict[str, int] = {}
+    def __init__(self) -> None:
+        self.bar = None
+        self.tasks: dict[str, int] = {}
 
-    def update(file: str, done: int, total: int | None) -> None:
-        if file not in tasks:
-            tasks[file] = bar.add_task(f"downloading {file}", total=total)
-        bar.update(tasks[file], completed=done)
+    def update(self, file: str, done: int, total: int | None) -> None:
+        if not stderr.is_terminal:
+            if total is not None and done == total:
+                stderr.print(f"downloaded {file} ({total:,} bytes)", markup=False)
+            return
+        if self.bar is None:
+            from rich.progress import BarColumn, DownloadColumn, Progress, TextColumn, TransferSpeedColumn
 
-    return bar, update
+            columns = (TextColumn("{task.description}"), BarColumn(), DownloadColumn(), TransferSpeedColumn())
+            self.bar = Progress(*columns, console=stderr, transient=True)
+            self.bar.start()
+        if file not in self.tasks:
+            self.tasks[file] = self.bar.add_task(f"downloading {file}", total=total)
+        self.bar.update(self.tasks[file], completed=done)
+
+    def stop(self) -> None:
+        if self.bar is not None:
+            self.bar.stop()
+            self.bar = None
+
+    def __enter__(self) -> _Downloads:
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.stop()
 
 
 def _finite(value: float) -> float | None:
@@ -333,7 +346,8 @@ def train_command(
     training.check_network(network, config.dataset)  # a clear error before any data is loaded
 
     lines = stderr if as_json else stdout
-    downloads, on_download = _download_progress()
+    downloads = _Downloads()
+    # a transient bar per epoch on a terminal; piped output gets the epoch lines only
     bar = Progress(
         TextColumn("{task.description}"),
         BarColumn(),
@@ -342,22 +356,24 @@ def train_command(
         TimeRemainingColumn(),
         console=stderr,
         transient=True,
+        disable=not stderr.is_terminal,
     )
     state: dict = {"task": None, "epochs": 0, "batches": 0}
 
     def on_start(epochs: int, batches: int) -> None:
         downloads.stop()
         state.update(epochs=epochs, batches=batches)
-        bar.start()
 
     def on_batch(epoch: int, index: int, loss: float) -> None:
         if state["task"] is None:
+            bar.start()
             state["task"] = bar.add_task(f"epoch {epoch}/{state['epochs']}", total=state["batches"], loss="")
         bar.update(state["task"], completed=index + 1, loss=f"{loss:.4f}")
 
     def on_epoch(metrics) -> None:
         if state["task"] is not None:
             bar.remove_task(state["task"])
+            bar.stop()
             state["task"] = None
         lines.print(_epoch_line(metrics, state["epochs"]), markup=False)
 
@@ -370,10 +386,9 @@ def train_command(
         cancel.set()
 
     signal.signal(signal.SIGINT, on_sigint)
-    downloads.start()
     try:
         result = training.train(
-            network, config, training.TrainCallbacks(on_start, on_batch, on_epoch, on_download), cancel
+            network, config, training.TrainCallbacks(on_start, on_batch, on_epoch, downloads.update), cancel
         )
     finally:
         signal.signal(signal.SIGINT, previous)
@@ -429,10 +444,9 @@ def evaluate_command(
 
     from convcalc.train import evaluate_checkpoint
 
-    downloads, on_download = _download_progress()
-    with downloads:
+    with _Downloads() as downloads:
         result = evaluate_checkpoint(
-            checkpoint, data_dir, device, download=not no_download, progress=on_download
+            checkpoint, data_dir, device, download=not no_download, progress=downloads.update
         )
     if as_json:
         _print_json(asdict(result))
@@ -467,9 +481,8 @@ def data_fetch(dataset: str, data_dir: str | None, mirrors: tuple[str, ...]) -> 
     """Download DATASET's four files (each checked against its published MD5)."""
     from convcalc import data
 
-    downloads, on_download = _download_progress()
-    with downloads:
-        files = data.fetch(dataset, data_dir, mirrors=list(mirrors) or None, progress=on_download)
+    with _Downloads() as downloads:
+        files = data.fetch(dataset, data_dir, mirrors=list(mirrors) or None, progress=downloads.update)
     stdout.print(f"{dataset}: {next(iter(files.values())).parent}", markup=False)
     for path in files.values():
         stdout.print(f"  {path.name}  {path.stat().st_size:,} bytes", markup=False)
@@ -522,7 +535,11 @@ def data_info(dataset: str | None, data_dir: str | None, as_json: bool) -> None:
                     f["file"],
                     f["status"],
                     f"{f['size']:,}" if f["size"] is not None else "",
-                    f["path"] if f["status"] in ("ok", "unverified") else f["detail"],
+                    f["path"]
+                    if f["status"] in ("ok", "unverified")
+                    else ""
+                    if f["status"] == "missing"
+                    else f["detail"],
                 )
         stdout.print(table)
         for name, entry in report.items():
