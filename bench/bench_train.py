@@ -1,0 +1,191 @@
+"""Training speed and accuracy: the seed's recipe against `convcalc train`'s, side by side.
+
+The seed's recipe (the baseline): a per-sample ``Dataset`` (each item a normalised 1×28×28
+float tensor and an int label, as torchvision's ToTensor+Normalize give, minus the PIL step)
+fed by ``DataLoader(batch_size=64, shuffle=True)``, Adam at lr 1e-3, 20 epochs, the LeNet of
+``specs/lenet.yaml``. Ours: ``convcalc.train.train`` with its defaults. Both run in this process
+one after the other on the same data, the same torch threads and the same machine.
+
+Data (no full MNIST training images exist here):
+  fashion   the 60,000 + 10,000 real images of Debian's dataset-fashion-mnist: the same tensor
+            sizes as full MNIST, so its wall times are those of full MNIST;
+  mnist8k   real MNIST digits: the first 8,000 images of the official test set for training,
+            the other 2,000 for testing (../shared/data/mnist).
+
+  python bench/bench_train.py compare --data fashion [--baseline-epochs 20] [--threads N]
+  python bench/bench_train.py sweep --data fashion --epochs 6,8 --batch-size 128,256 --lr 2e-3,3e-3
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import tempfile
+import time
+from dataclasses import replace
+from pathlib import Path
+
+import torch
+import torch.nn.functional as F
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+from convcalc import data  # noqa: E402
+from convcalc.build import build_model  # noqa: E402
+from convcalc.spec import load_spec  # noqa: E402
+from convcalc.train import TrainCallbacks, TrainConfig, train  # noqa: E402
+
+SHARED_MNIST = ROOT.parent / "shared" / "data" / "mnist"
+
+
+def prepare(which: str, workdir: Path) -> tuple[str, str]:
+    """(dataset name, data folder) for ``which``; mnist8k is written as IDX files into workdir."""
+    if which == "fashion":
+        return "fashion-mnist", "/usr/share/datasets/fashion-mnist"
+    images = data.read_idx(SHARED_MNIST / "t10k-images-idx3-ubyte.gz", ndim=3)
+    labels = data.read_idx(SHARED_MNIST / "t10k-labels-idx1-ubyte.gz", ndim=1)
+    folder = workdir / "mnist8k"
+    data.write_idx(folder / data.TRAIN_IMAGES, images[:8000])
+    data.write_idx(folder / data.TRAIN_LABELS, labels[:8000])
+    data.write_idx(folder / data.TEST_IMAGES, images[8000:])
+    data.write_idx(folder / data.TEST_LABELS, labels[8000:])
+    return "mnist", str(folder)
+
+
+class PerSample(torch.utils.data.Dataset):
+    """The seed's data path: one Python call per image, normalised on the fly."""
+
+    def __init__(self, images: torch.Tensor, labels: torch.Tensor):
+        self.images, self.labels = images, labels
+
+    def __len__(self) -> int:
+        return len(self.images)
+
+    def __getitem__(self, i: int):
+        image = self.images[i].float().div(255.0).unsqueeze(0)  # (1, 28, 28)
+        return (image - 0.1307) / 0.3081, int(self.labels[i])
+
+
+def baseline(dataset: str, folder: str, epochs: int, seed: int = 0) -> list[dict]:
+    """The seed's recipe; one record per epoch (cumulative seconds include evaluation)."""
+    ds = data.load(dataset, folder, download=False)
+    torch.manual_seed(seed)
+    model = build_model(load_spec(ROOT / "specs" / "lenet.yaml"))
+    optimizer = torch.optim.Adam(model.parameters(), lr=1e-3)
+    loader = torch.utils.data.DataLoader(
+        PerSample(ds.train_images, ds.train_labels), batch_size=64, shuffle=True
+    )
+    test = torch.utils.data.DataLoader(PerSample(ds.test_images, ds.test_labels), batch_size=1000)
+    records, start = [], time.perf_counter()
+    for epoch in range(1, epochs + 1):
+        model.train()
+        for images, labels in loader:
+            optimizer.zero_grad()
+            loss = F.cross_entropy(model(images), labels)
+            loss.backward()
+            optimizer.step()
+        model.eval()
+        correct = 0
+        with torch.no_grad():
+            for images, labels in test:
+                correct += int((model(images).argmax(1) == labels).sum())
+        records.append({"epoch": epoch, "accuracy": correct / len(ds.test_labels),
+                        "seconds": time.perf_counter() - start})  # fmt: skip
+        print(
+            f"  baseline epoch {epoch:2d}: {records[-1]['accuracy']:.4f}  {records[-1]['seconds']:.1f}s",
+            flush=True,
+        )
+    return records
+
+
+def ours(dataset: str, folder: str, config: TrainConfig, out: str, verbose: bool = True) -> list[dict]:
+    config = replace(config, dataset=dataset, data_dir=folder, out=out, download=False)
+    records, start = [], time.perf_counter()
+
+    def on_epoch(m) -> None:
+        records.append({"epoch": m.epoch, "accuracy": m.test_accuracy, "seconds": time.perf_counter() - start,
+                        "images_per_second": m.images_per_second})  # fmt: skip
+        if verbose:
+            print(
+                f"  ours     epoch {m.epoch:2d}: {m.test_accuracy:.4f}  {records[-1]['seconds']:.1f}s",
+                flush=True,
+            )
+
+    train(load_spec(ROOT / "specs" / "lenet.yaml"), config, TrainCallbacks(on_epoch=on_epoch))
+    return records
+
+
+def time_to(records: list[dict], accuracy: float) -> float | None:
+    """Seconds until the first epoch at or above ``accuracy`` (None: never)."""
+    return next((r["seconds"] for r in records if r["accuracy"] >= accuracy), None)
+
+
+def compare(args, workdir: Path) -> None:
+    dataset, folder = prepare(args.data, workdir)
+    print(f"data: {args.data} ({folder}); torch {torch.__version__}, {torch.get_num_threads()} threads, "
+          f"load average {os.getloadavg()[0]:.2f}", flush=True)  # fmt: skip
+    base = baseline(dataset, folder, args.baseline_epochs)
+    mine = ours(dataset, folder, TrainConfig(), str(workdir / "ours.pt"))
+    b, o = base[-1], mine[-1]
+    print(f"baseline: {b['epoch']} epochs, {b['seconds']:.1f}s, accuracy {b['accuracy']:.4f}")
+    print(f"ours:     {o['epoch']} epochs, {o['seconds']:.1f}s, accuracy {o['accuracy']:.4f}")
+    print(f"wall-time ratio ours/baseline: {o['seconds'] / b['seconds']:.3f}")
+    reach = time_to(base, o["accuracy"])
+    reached = f"{reach:.1f}s (ratio {o['seconds'] / reach:.3f})" if reach else "never within its epochs"
+    print(f"baseline time to our final accuracy: {reached}")
+    per_epoch_base = b["seconds"] / b["epoch"]
+    per_epoch_ours = o["seconds"] / o["epoch"]
+    print(f"seconds per epoch: baseline {per_epoch_base:.2f}, ours {per_epoch_ours:.2f} "
+          f"(throughput ratio {per_epoch_base / per_epoch_ours:.2f}x)")  # fmt: skip
+    print(json.dumps({"data": args.data, "baseline": base, "ours": mine, "load_average": os.getloadavg()[0]}))
+
+
+def sweep(args, workdir: Path) -> None:
+    """Our loop over a grid of recipes; accuracy is the mean over ``--seeds``."""
+    dataset, folder = prepare(args.data, workdir)
+    seeds = [int(s) for s in args.seeds.split(",")]
+    print(f"data: {args.data}; {torch.get_num_threads()} threads; seeds {seeds}; "
+          f"load average {os.getloadavg()[0]:.2f}")  # fmt: skip
+    print(f"{'schedule':9} {'epochs':>6} {'batch':>6} {'lr':>7} {'accuracy':>9} {'min':>7} {'seconds':>8}")
+    for schedule in args.schedule.split(","):
+        for epochs in map(int, args.epochs.split(",")):
+            for batch in map(int, args.batch_size.split(",")):
+                for lr in map(float, args.lr.split(",")):
+                    finals, seconds = [], []
+                    for seed in seeds:
+                        config = TrainConfig(
+                            epochs=epochs, batch_size=batch, lr=lr, schedule=schedule, seed=seed
+                        )
+                        records = ours(dataset, folder, config, str(workdir / "sweep.pt"), verbose=False)
+                        finals.append(records[-1]["accuracy"])
+                        print("   seed", seed, [round(r["accuracy"], 4) for r in records], flush=True)
+                        seconds.append(records[-1]["seconds"])
+                    print(f"{schedule:9} {epochs:6d} {batch:6d} {lr:7.0e} {sum(finals) / len(finals):9.4f} "
+                          f"{min(finals):7.4f} {sum(seconds) / len(seconds):8.1f}", flush=True)  # fmt: skip
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("mode", choices=("compare", "sweep"))
+    parser.add_argument("--data", choices=("fashion", "mnist8k"), default="fashion")
+    parser.add_argument("--threads", type=int, help="torch threads for both (default: torch's)")
+    parser.add_argument("--baseline-epochs", type=int, default=20)
+    parser.add_argument("--schedule", default="onecycle")
+    parser.add_argument("--epochs", default="8")
+    parser.add_argument("--batch-size", default="128")
+    parser.add_argument("--lr", default="3e-3")
+    parser.add_argument("--seeds", default="0")
+    args = parser.parse_args()
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    with tempfile.TemporaryDirectory() as tmp:
+        (compare if args.mode == "compare" else sweep)(args, Path(tmp))
+
+
+if __name__ == "__main__":
+    main()
