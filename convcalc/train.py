@@ -335,13 +335,13 @@ def train(
         optimizer.load_state_dict(checkpoint["optimizer"])
         scheduler.load_state_dict(checkpoint["scheduler"])
         torch.set_rng_state(checkpoint["rng"])
-        saved = checkpoint["progress"]
+        position = checkpoint["progress"]
         progress = _Progress(
-            saved["epochs_done"],
-            saved["batch"],
-            saved["loss_sum"],
-            saved["seen"],
-            saved["epoch_seconds"],
+            position["epochs_done"],
+            position["batch"],
+            position["loss_sum"],
+            position["seen"],
+            position["epoch_seconds"],
             [EpochMetrics(**m) for m in checkpoint["metrics"]["epochs"]],
         )
 
