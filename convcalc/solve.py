@@ -276,7 +276,7 @@ class Setting:
             "output {} get no input (bias only)" if self.type == "ConvTranspose2d" else "input {} never seen"
         )
         if h.lost and h.lost == w.lost:
-            notes = [f"{h.lost} " + lost.format("rows and columns")]
+            notes = [f"{h.lost} " + lost.format("rows and columns" if h.lost > 1 else "row and column")]
         else:
             notes = [
                 f"{n} " + lost.format(unit + ("s" if n > 1 else ""))
@@ -418,14 +418,16 @@ def _none_error(kind: str, n: int, out: int, axis: str | None, fixed: dict[str, 
     sizes = reachable(kind, n, out, **fixed)
     message = f"no {kind}{constraint} maps {n} to {out}{where}: {_near(sizes, out)}"
     fixes = []
+    # Worded for both the command line and the TUI's dialog: the flag in brackets.
     if kind == "Conv2d" and out > n + 1 or kind in POOLS and out > n:
-        fixes.append("a ConvTranspose2d upsamples (--transposed)")
+        fixes.append("upsample with a ConvTranspose2d (--transposed)")
     if kind == "ConvTranspose2d" and out < n:
-        fixes.append("a Conv2d or a pool downsamples (leave out --transposed)")
+        fixes.append("downsample with a Conv2d or a pool (without --transposed)")
     for name in ("stride", "kernel", "dilation"):
         if fixed.get(name) is not None and solve_axis(kind, n, out, **{**fixed, name: None}):
             option = "--kernel" if name == "kernel" else f"--{name}"
-            fixes.append(f"leave out {option} to search it too")
+            label = "kernel_size" if name == "kernel" else name
+            fixes.append(f"let the {label} change too (leave out {option})")
     if sizes:
         nearest = min(sizes, key=lambda v: (abs(v - out), v))
         fixes.append(f"ask for {nearest}")
@@ -540,7 +542,7 @@ def solve_layer(layer: S._Layer, in_hw: tuple[int, int], target_hw: tuple[int, i
         try:
             settings = solve_layer_size(layer.type, in_hw, target_hw, dilation=current["dilation"], **fixed)
         except SolveError as error:
-            problem = problem or error
+            problem = error  # the tiers widen: the last error is the one that really blocks
             continue
         for setting in settings:
             fix = _fix(layer, setting)

@@ -216,7 +216,7 @@ def test_brute_force_is_not_vacuous():
             {"kernel": (3, 3), "stride": (2, 2)},
             ["nearest reachable: 16", "--stride"],
         ),
-        ("ConvTranspose2d", 14, 7, {}, ["downsamples"]),
+        ("ConvTranspose2d", 14, 7, {}, ["downsample with a Conv2d"]),
         ("MaxPool2d", 5, 9, {}, ["--transposed"]),
         ("Conv2d", 3, 2, {"kernel": (5, 5), "stride": (1, 1)}, ["leave out --kernel"]),
     ],
@@ -658,3 +658,14 @@ def test_build_model_takes_the_solved_padding():
     )
     model = build_model(net)
     assert tuple(model(torch.zeros(1, 3, 32, 32)).shape) == (1, 3, 32, 32)
+
+
+def test_solve_layer_reports_the_axis_that_really_blocks():
+    """LeNet's c1 on 28×28 asked for 14×16: 14 is reachable (change the stride), 16 is not with
+    a 5×5 kernel... but it is with another kernel; asked for 14×30, the width is what no Conv2d
+    in the bounds gives, and the error must say so rather than blame the fixed stride."""
+    layer = S.Conv2d(out_channels=6, kernel_size=5)
+    with pytest.raises(SolveError) as info:
+        solve.solve_layer(layer, (28, 28), (14, 31))
+    message = str(info.value)
+    assert "maps 28 to 31 on the width" in message and "--stride" not in message
