@@ -12,7 +12,7 @@ Data (no full MNIST training images exist here):
   mnist8k   real MNIST digits: the first 8,000 images of the official test set for training,
             the other 2,000 for testing (../shared/data/mnist).
 
-  python bench/bench_train.py compare --data fashion [--baseline-epochs 20] [--threads N]
+  python bench/bench_train.py compare --data fashion [--baseline-epochs 20] [--threads N] [--limit N]
   python bench/bench_train.py sweep --data fashion --epochs 6,8 --batch-size 128,256 --lr 2e-3,3e-3
 """
 
@@ -69,14 +69,14 @@ class PerSample(torch.utils.data.Dataset):
         return (image - 0.1307) / 0.3081, int(self.labels[i])
 
 
-def baseline(dataset: str, folder: str, epochs: int, seed: int = 0) -> list[dict]:
+def baseline(dataset: str, folder: str, epochs: int, limit: int | None = None, seed: int = 0) -> list[dict]:
     """The seed's recipe; one record per epoch (cumulative seconds include evaluation)."""
     ds = data.load(dataset, folder, download=False)
     torch.manual_seed(seed)
     model = build_model(load_spec(ROOT / "specs" / "lenet.yaml"))
     optimizer = torch.optim.Adam(model.parameters(), lr=1e-3)
     loader = torch.utils.data.DataLoader(
-        PerSample(ds.train_images, ds.train_labels), batch_size=64, shuffle=True
+        PerSample(ds.train_images[:limit], ds.train_labels[:limit]), batch_size=64, shuffle=True
     )
     test = torch.utils.data.DataLoader(PerSample(ds.test_images, ds.test_labels), batch_size=1000)
     records, start = [], time.perf_counter()
@@ -127,8 +127,8 @@ def compare(args, workdir: Path) -> None:
     dataset, folder = prepare(args.data, workdir)
     print(f"data: {args.data} ({folder}); torch {torch.__version__}, {torch.get_num_threads()} threads, "
           f"load average {os.getloadavg()[0]:.2f}", flush=True)  # fmt: skip
-    base = baseline(dataset, folder, args.baseline_epochs)
-    mine = ours(dataset, folder, TrainConfig(), str(workdir / "ours.pt"))
+    base = baseline(dataset, folder, args.baseline_epochs, args.limit)
+    mine = ours(dataset, folder, TrainConfig(limit=args.limit), str(workdir / "ours.pt"))
     b, o = base[-1], mine[-1]
     print(f"baseline: {b['epoch']} epochs, {b['seconds']:.1f}s, accuracy {b['accuracy']:.4f}")
     print(f"ours:     {o['epoch']} epochs, {o['seconds']:.1f}s, accuracy {o['accuracy']:.4f}")
@@ -175,6 +175,7 @@ def main() -> None:
     parser.add_argument("--data", choices=("fashion", "mnist8k"), default="fashion")
     parser.add_argument("--threads", type=int, help="torch threads for both (default: torch's)")
     parser.add_argument("--baseline-epochs", type=int, default=20)
+    parser.add_argument("--limit", type=int, help="compare: both train on the first N training images only")
     parser.add_argument("--schedule", default="onecycle")
     parser.add_argument("--epochs", default="8")
     parser.add_argument("--batch-size", default="128")
