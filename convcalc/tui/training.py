@@ -377,8 +377,11 @@ class TrainingScreen(Screen):
             text.append(f"{result.test_accuracy:.2%}", "bold")
             text.append(f" · test loss {result.test_loss:.4f}\n")
         text.append(f"{result.images_per_second:,.0f} images/s\n", "cyan")
-        text.append("Checkpoint ")
-        text.append(str(result.checkpoint), "bold")
+        if result.checkpoint is None:  # cancelled before the first batch: nothing was replaced
+            text.append("No checkpoint written")
+        else:
+            text.append("Checkpoint ")
+            text.append(str(result.checkpoint), "bold")
         self.query_one("#train-result", Static).update(text)
         self.query_one("#train-stats", Static).update(
             "Stopped: the checkpoint is kept and can be resumed." if result.cancelled else "Done."
