@@ -186,7 +186,10 @@ def load_checkpoint(path: str | os.PathLike) -> dict[str, Any]:
         raise TrainError(f"{path}: no such checkpoint") from None
     except Exception as error:  # torch raises many types for a corrupt or foreign file
         first = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
-        raise TrainError(f"{path}: not a readable checkpoint ({first})") from None
+        reason = first.split(". ")[0]  # torch's weights_only message goes on about unsafe loading
+        raise TrainError(
+            f"{path}: not a readable checkpoint ({reason}); fix: give a file written by `convcalc train`"
+        ) from None
     if not isinstance(checkpoint, dict) or checkpoint.get("format") != CHECKPOINT_FORMAT:
         raise TrainError(f"{path}: not a convcalc checkpoint (written by `convcalc train`)")
     if checkpoint.get("format_version") != CHECKPOINT_VERSION:
