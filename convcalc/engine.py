@@ -185,36 +185,48 @@ def rf_step(rf: RF, k: int, s: float, pad_l: float, d: int = 1) -> RF:
 
 
 def rf_transposed(rf: RF, k: int, s: int, p: int, d: int) -> RF:
-    """ConvTranspose2d on one axis. Output o receives input i where o = i·s − p + t·d, t < k:
-    the most inputs any one output sees, in input units, gives the field; jumps shrink by s."""
-    positions = [t * d for t in range(k)]
-    span = 1
-    for residue in range(s):  # outputs with the same o + p (mod s) see the same kernel taps
-        taps = [q for q in positions if q % s == residue]
-        if taps:
-            span = max(span, (max(taps) - min(taps)) // s + 1)
-    # Output 0 is centred, in input units, at (p − (k̂−1)/2)/s.
+    """ConvTranspose2d on one axis: output o receives input i where o = i·s − p + t·d, t < k.
+    Jumps shrink by s, but unevenly (neighbouring outputs may come from inputs a whole unit
+    apart), so the size is the upper bound that keeps every later layer's field a bound too:
+    any m neighbouring outputs see inputs at most (size−r)/j + (m−1)/s units apart."""
     k_eff = d * (k - 1) + 1
+    slack = _window_slack(
+        lambda q: [(q + p - t * d) // s for t in range(k) if (q + p - t * d) % s == 0],
+        [(first, s + k_eff) for first in range(s)],  # the pattern repeats every s outputs
+        step=1 / s,
+    )
     return RF(
-        size=rf.size + (span - 1) * rf.jump,
+        size=rf.size + slack * rf.jump,
         jump=rf.jump / s,
-        start=rf.start + (p - (k_eff - 1) / 2) / s * rf.jump,
+        start=rf.start + (p - (k_eff - 1) / 2) / s * rf.jump,  # output 0's centre, in input units
     )
 
 
 def rf_adaptive(rf: RF, bins: list[tuple[int, int]]) -> RF:
     """An adaptive pool with windows ``bins`` on one axis. When the output divides the input the
-    windows are a regular pool (k = s = n/o) and this is exact; otherwise the size is that of the
-    largest window (an upper bound) and the jump spaces the first and last windows' centres
-    exactly, the ones between approximately."""
-    k_max = max(end - start for start, end in bins)
+    windows are a regular pool (k = s = n/o) and this is exact. Otherwise the jump spaces the
+    first and last windows' centres exactly (the ones between approximately) and the size is the
+    upper bound that keeps later layers' fields bounds too."""
     centres = [(start + end - 1) / 2 for start, end in bins]  # in units of the previous layer
     step = (centres[-1] - centres[0]) / (len(bins) - 1) if len(bins) > 1 else 1
-    return RF(
-        size=rf.size + (k_max - 1) * rf.jump,
-        jump=rf.jump * step,
-        start=rf.start + centres[0] * rf.jump,
-    )
+    windows = [(i, len(bins) - i) for i in range(len(bins))]
+    slack = _window_slack(lambda i: [bins[i][0], bins[i][1] - 1], windows, step)
+    return RF(size=rf.size + slack * rf.jump, jump=rf.jump * step, start=rf.start + centres[0] * rf.jump)
+
+
+def _window_slack(sources: Callable[[int], list[int]], windows: list[tuple[int, int]], step: float) -> float:
+    """How much a uniform field of jump ``step`` must add so that it covers every real window:
+    the max, over windows of m neighbouring units (``windows``: first unit, largest m), of the
+    distance between the farthest previous-layer units they see, minus (m−1)·step."""
+    slack = 0.0
+    for first, longest in windows:
+        lo = hi = None
+        for m in range(1, longest + 1):
+            for unit in sources(first + m - 1):
+                lo, hi = (unit, unit) if lo is None else (min(lo, unit), max(hi, unit))
+            if lo is not None:
+                slack = max(slack, hi - lo - (m - 1) * step)
+    return slack
 
 
 def rf_global(rf: RF, out_units: int, n_input: int) -> RF:

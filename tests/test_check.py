@@ -261,3 +261,18 @@ def test_probe_union_for_flat_outputs():
     fields = probe_fields(network, {0: [(0, 0), (1, 2)], 2: [None]})
     assert fields[0] == [None, ((1, 1), (3, 3))]  # unit (0, 0) sits in the padding
     assert fields[2] == [((1, 3), (1, 3))]
+
+
+def test_a_pool_after_an_uneven_transposed_conv_stays_within_the_bound():
+    """Found by hypothesis: neighbouring outputs of a stride-3 ConvTranspose2d can come from
+    inputs a whole unit apart, so the field of a pool over them is not r + (k−1)·j/s."""
+    network = S.Network(
+        input=(1, 3, 3),
+        layers=[
+            S.AvgPool2d(kernel_size=1, stride=2),
+            S.ConvTranspose2d(out_channels=1, kernel_size=(1, 3), stride=(1, 3), padding=(0, 2), bias=False),
+            S.AvgPool2d(kernel_size=(1, 2)),
+        ],
+    )
+    report = check(network)
+    assert report.ok, "\n".join(str(c) for c in report.mismatches)
