@@ -53,3 +53,15 @@ def golden(request):
         )
 
     return check
+
+
+@pytest.fixture
+def one_torch_thread():
+    """Run torch single-threaded for the test: on 2 shared cores two threads made small
+    training runs 5-10× slower and far less steady."""
+    import torch
+
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)

@@ -35,6 +35,7 @@ from convcalc.train import (
 from tests.conftest import ROOT, SPECS, run_cli
 
 LENET = SPECS / "lenet.yaml"
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 def squares(n: int, rng: np.random.Generator) -> tuple[torch.Tensor, torch.Tensor]:
@@ -50,14 +51,6 @@ def squares(n: int, rng: np.random.Generator) -> tuple[torch.Tensor, torch.Tenso
 def folder(tmp_path_factory):
     rng = np.random.default_rng(0)
     return data.write_dataset(tmp_path_factory.mktemp("squares"), squares(640, rng), squares(200, rng))
-
-
-@pytest.fixture(autouse=True)
-def one_thread():
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
 
 
 @pytest.fixture

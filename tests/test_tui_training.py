@@ -19,15 +19,7 @@ from convcalc.tui.training import TrainingScreen  # noqa: E402
 from tests.conftest import SPECS  # noqa: E402
 from tests.test_tui import SIZE, pilot_test  # noqa: E402
 
-pytestmark = pytest.mark.slow
-
-
-@pytest.fixture(autouse=True)
-def one_thread():
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = [pytest.mark.slow, pytest.mark.usefixtures("one_torch_thread")]
 
 
 @pytest.fixture
