@@ -342,16 +342,28 @@ def _check_channels(ctx: _Ctx, field_name: str, given: int | None, actual: int) 
 # Handlers, one per layer type: (ctx, layer, input shape, rf, network input HW) -> _Out
 
 
-def _conv(ctx: _Ctx, layer: S.Conv2d, shape, rf, n_in) -> _Out:
+def _conv_geometry(ctx: _Ctx, layer: S.Conv2d | S.ConvTranspose2d, shape):
+    """What Conv2d and ConvTranspose2d check and read alike: a (C, H, W) input, in_channels,
+    groups, (kernel, stride, dilation) per axis and a solved ``padding: auto`` (else None).
+    Returns None when the layer cannot be computed."""
     if not _spatial(ctx, shape):
-        return _Out(None, None)
-    c_in, h, w = shape
-    _check_channels(ctx, "in_channels", layer.in_channels, c_in)
+        return None
+    _check_channels(ctx, "in_channels", layer.in_channels, shape[0])
     k, s, d = S.pair(layer.kernel_size), S.pair(layer.stride), S.pair(layer.dilation)
-    if layer.padding == "auto":
-        solved = _solve_padding(ctx, layer, shape)
-        if solved is None:
-            return _Out(None, None)
+    solved = _solve_padding(ctx, layer, shape) if layer.padding == "auto" else None
+    if layer.padding == "auto" and solved is None:
+        return None
+    _check_groups(ctx, layer, shape[0])
+    return k, s, d, solved
+
+
+def _conv(ctx: _Ctx, layer: S.Conv2d, shape, rf, n_in) -> _Out:
+    geometry = _conv_geometry(ctx, layer, shape)
+    if geometry is None:
+        return _Out(None, None)
+    k, s, d, solved = geometry
+    c_in, h, w = shape
+    if solved is not None:
         pads = [same_padding(k[a], d[a]) if p == "same" else (p, p) for a, p in enumerate(solved[0])]
     elif layer.padding == "same":
         if s != (1, 1):
@@ -360,7 +372,6 @@ def _conv(ctx: _Ctx, layer: S.Conv2d, shape, rf, n_in) -> _Out:
     else:
         p = (0, 0) if layer.padding == "valid" else S.pair(layer.padding)
         pads = [(p[0], p[0]), (p[1], p[1])]
-    _check_groups(ctx, layer, c_in)
     size = (h, w)
     outs = [conv_out(size[a], k[a], s[a], *pads[a], d[a]) for a in (0, 1)]
     for a, axis in enumerate("HW"):
@@ -384,19 +395,12 @@ def _conv(ctx: _Ctx, layer: S.Conv2d, shape, rf, n_in) -> _Out:
 
 
 def _conv_transpose(ctx: _Ctx, layer: S.ConvTranspose2d, shape, rf, n_in) -> _Out:
-    if not _spatial(ctx, shape):
+    geometry = _conv_geometry(ctx, layer, shape)
+    if geometry is None:
         return _Out(None, None)
+    k, s, d, solved = geometry
     c_in, h, w = shape
-    _check_channels(ctx, "in_channels", layer.in_channels, c_in)
-    k, s, d = S.pair(layer.kernel_size), S.pair(layer.stride), S.pair(layer.dilation)
-    if layer.padding == "auto":
-        solved = _solve_padding(ctx, layer, shape)
-        if solved is None:
-            return _Out(None, None)
-        p, op = solved
-    else:
-        p, op = S.pair(layer.padding), S.pair(layer.output_padding)
-    _check_groups(ctx, layer, c_in)
+    p, op = solved if solved is not None else (S.pair(layer.padding), S.pair(layer.output_padding))
     for a, axis in enumerate("HW"):
         if op[a] >= max(s[a], d[a]):
             ctx.error(
