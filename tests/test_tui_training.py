@@ -84,6 +84,7 @@ async def test_defaults_are_train_configs():
         assert screen.query_one("#batch-size", Input).value == str(defaults.batch_size)
         assert float(screen.query_one("#lr", Input).value) == defaults.lr
         assert not screen.query_one("#start").disabled and screen.query_one("#stop").disabled
+        assert screen.focused is screen.query_one("#dataset", Select)  # typing starts at the form
 
 
 @pilot_test

@@ -180,6 +180,8 @@ class TrainingScreen(Screen):
         self._update_out_placeholder()
         self.query_one("#start", Button).disabled = False
         self.query_one("#train-stats", Static).update("Ready: press Start.")
+        if self.focused is None or self.focused.id == "train-form":
+            select.focus()  # the first field, not the form around it
 
     @on(TrainerFailed)
     def _failed(self, event: TrainerFailed) -> None:
