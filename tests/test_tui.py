@@ -381,8 +381,9 @@ async def test_fifty_layers_render():
         assert table_column(app, "params") == [f"{row.params:,}" for row in expected.rows]
 
 
-def test_the_designer_never_imports_torch(tmp_path):
-    """Open, edit and re-analyse a spec in a fresh process: torch stays unloaded."""
+def assert_app_runs_without_torch(steps: str, tmp_path) -> None:
+    """Run ``steps`` (the body of ``async with app.run_test(...) as pilot:``, indented 8) on
+    lenet in a fresh process and check that textual was loaded and torch never was."""
     script = f"""
 import asyncio, sys
 from convcalc.tui.app import ConvcalcApp, open_spec
@@ -391,12 +392,7 @@ async def main():
     app = ConvcalcApp(*open_spec({str(LENET)!r}))
     async with app.run_test(size=(120, 40)) as pilot:
         await pilot.pause()
-        await pilot.click("#field-kernel_size")
-        await pilot.press("end", "ctrl+u", "3", "a")
-        await pilot.pause()
-        assert app.designer.network.layers[0].kernel_size == 3, "the edit did not happen"
-        assert len(app.designer.network.layers) == 12
-
+{steps}
 asyncio.run(main())
 print("torch" in sys.modules, "textual" in sys.modules)
 """
@@ -405,3 +401,15 @@ print("torch" in sys.modules, "textual" in sys.modules)
     )
     assert done.returncode == 0, done.stderr
     assert done.stdout.split() == ["False", "True"]
+
+
+def test_the_designer_never_imports_torch(tmp_path):
+    """Open, edit and re-analyse a spec in a fresh process: torch stays unloaded."""
+    steps = """
+        await pilot.click("#field-kernel_size")
+        await pilot.press("end", "ctrl+u", "3", "a")
+        await pilot.pause()
+        assert app.designer.network.layers[0].kernel_size == 3, "the edit did not happen"
+        assert len(app.designer.network.layers) == 12
+"""
+    assert_app_runs_without_torch(steps, tmp_path)

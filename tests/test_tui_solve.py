@@ -8,9 +8,6 @@ size it was asked for.
 
 from __future__ import annotations
 
-import subprocess
-import sys
-
 import pytest
 from textual.widgets import DataTable, Input, OptionList, Static
 
@@ -20,7 +17,7 @@ from convcalc.spec import load_spec, network_from_data
 from convcalc.tui import model
 from convcalc.tui.app import ConvcalcApp
 from convcalc.tui.size_dialog import OutputSizeDialog
-from tests.test_tui import LENET, SIZE, app_for, pilot_test, table_column
+from tests.test_tui import LENET, SIZE, app_for, assert_app_runs_without_torch, pilot_test, table_column
 
 
 def status(app: ConvcalcApp) -> str:
@@ -295,14 +292,7 @@ def test_parse_output_size_refuses(text):
 
 def test_the_output_size_dialog_never_imports_torch(tmp_path):
     """Open the dialog, solve and apply in a fresh process: torch stays unloaded."""
-    script = f"""
-import asyncio, sys
-from convcalc.tui.app import ConvcalcApp, open_spec
-
-async def main():
-    app = ConvcalcApp(*open_spec({str(LENET)!r}))
-    async with app.run_test(size=(120, 40)) as pilot:
-        await pilot.pause()
+    steps = """
         await pilot.press("o")
         await pilot.pause()
         await pilot.press(*"14x14", "enter")
@@ -311,12 +301,5 @@ async def main():
         await pilot.press("enter")
         await pilot.pause()
         assert app.designer.network.layers[0].stride == 2, "the fix was not applied"
-
-asyncio.run(main())
-print("torch" in sys.modules, "textual" in sys.modules)
 """
-    done = subprocess.run(
-        [sys.executable, "-c", script], capture_output=True, text=True, timeout=120, cwd=tmp_path
-    )
-    assert done.returncode == 0, done.stderr
-    assert done.stdout.split() == ["False", "True"]
+    assert_app_runs_without_torch(steps, tmp_path)
