@@ -7,7 +7,6 @@ turns an expected error (``ConvcalcError``, a usage error, Ctrl-C) into a messag
 
 from __future__ import annotations
 
-import json
 import os
 import sys
 
@@ -19,8 +18,9 @@ from convcalc.errors import ConvcalcError
 
 # Piped output is 120 columns wide (rich would pick 80), so tables do not wrap in files and CI.
 _PIPE_WIDTH = None if sys.stdout.isatty() or "COLUMNS" in os.environ else 120
-stdout = Console(highlight=False, width=_PIPE_WIDTH)
-stderr = Console(stderr=True, highlight=False, soft_wrap=True)
+# emoji=False: a ':name:' in a spec's text stays text (and rich's emoji table is not loaded)
+stdout = Console(highlight=False, emoji=False, width=_PIPE_WIDTH)
+stderr = Console(stderr=True, highlight=False, emoji=False, soft_wrap=True)
 
 
 def _input_shape(value: str | None) -> tuple[int, int, int] | None:
@@ -48,6 +48,8 @@ def _load(spec_path: str, input_override: tuple[int, ...] | None = None):
 
 
 def _print_json(data: dict) -> None:
+    import json
+
     click.echo(json.dumps(data, indent=2))
 
 
@@ -315,6 +317,7 @@ def train_command(
     checkpoint path. Ctrl-C stops after the current batch, saves the checkpoint (continue with
     --resume) and exits 1.
     """
+    import json
     import signal
     import threading
     from dataclasses import asdict

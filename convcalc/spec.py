@@ -10,7 +10,6 @@ This module imports pydantic, PyYAML and the standard library only (never torch)
 
 from __future__ import annotations
 
-import json
 import keyword
 import re
 from collections.abc import Sequence
@@ -56,7 +55,7 @@ class SpecError(ConvcalcError):
 
 
 class _Layer(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    model_config = ConfigDict(extra="forbid", frozen=True, defer_build=True)
 
     name: str | None = Field(
         default=None,
@@ -275,7 +274,7 @@ MODULE_ATTRIBUTES = frozenset(
 class Network(BaseModel):
     """A network: an input size and a stack of layers applied in order."""
 
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    model_config = ConfigDict(extra="forbid", frozen=True, defer_build=True)
 
     name: str = Field(default="network", description="Name of the network (used for exported classes).")
     input: tuple[PosInt, PosInt, PosInt] = Field(
@@ -381,6 +380,8 @@ def network_from_data(data: Any, source: str = "<spec>", layer_lines: Sequence[i
 
 def _load_yaml(text: str, source: str) -> tuple[Any, list[int]]:
     if source.endswith(".json"):
+        import json
+
         try:
             data = json.loads(text)
         except json.JSONDecodeError as exc:
