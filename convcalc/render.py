@@ -45,7 +45,8 @@ def human_count(n: int) -> str:
 
 def layer_table(analysis: Analysis) -> Table:
     """One row per layer: #, name, type, settings, output shape, params, MACs, RF, jump."""
-    table = Table(title=f"{analysis.name}: input {fmt_shape(analysis.input_shape)}", title_justify="left")
+    title = Text(f"{analysis.name}: input {fmt_shape(analysis.input_shape)}")  # the name is text, not markup
+    table = Table(title=title, title_justify="left")
     table.add_column("#", justify="right")
     table.add_column("name", no_wrap=True)
     table.add_column("type", no_wrap=True)

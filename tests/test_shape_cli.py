@@ -185,6 +185,14 @@ def test_warnings_go_to_stderr_and_exit_0(tmp_path):
     assert result.returncode == 0 and "warning: layer 0" in result.stderr
 
 
+def test_text_from_the_spec_is_printed_as_written(tmp_path):
+    """A ':smile:' or '[bold]' in a spec's name is text, not a rich emoji code or markup."""
+    spec = tmp_path / "n.yaml"
+    spec.write_text('name: "net:smile:[bold]x"\ninput: [1, 8, 8]\nlayers:\n  - {type: ReLU}\n')
+    result = run_cli("shape", str(spec))
+    assert result.returncode == 0 and "net:smile:[bold]x" in result.stdout
+
+
 def test_shape_imports_neither_torch_nor_textual():
     code = (
         "import sys\n"
