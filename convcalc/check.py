@@ -473,10 +473,11 @@ _COLUMNS = {  # table column -> the quantities it summarises
 def report_table(report: CheckReport):
     """A rich table: one row per layer, ✓ or ✗ per quantity, with the engine's value."""
     from rich.table import Table
+    from rich.text import Text
 
     from convcalc.render import rf_text
 
-    table = Table(title=f"{report.analysis.name}: engine vs torch", title_justify="left")
+    table = Table(title=Text(f"{report.analysis.name}: engine vs torch"), title_justify="left")
     for header in ("#", "name", "type", *_COLUMNS):
         table.add_column(
             header, justify="right" if header in ("#", "params", "MACs") else "left", no_wrap=True

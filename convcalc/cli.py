@@ -505,6 +505,7 @@ def data_info(dataset: str | None, data_dir: str | None, as_json: bool) -> None:
     is corrupt.
     """
     from rich.table import Table
+    from rich.text import Text
 
     from convcalc import data
 
@@ -533,16 +534,13 @@ def data_info(dataset: str | None, data_dir: str | None, as_json: bool) -> None:
         table = Table("dataset", "file", "status", "size", "where / why")
         for name, entry in report.items():
             for f in entry["files"]:
+                where = f["path"] if f["status"] in ("ok", "unverified") else f["detail"] or ""
                 table.add_row(
                     name,
                     f["file"],
                     f["status"],
                     f"{f['size']:,}" if f["size"] is not None else "",
-                    f["path"]
-                    if f["status"] in ("ok", "unverified")
-                    else ""
-                    if f["status"] == "missing"
-                    else f["detail"],
+                    Text("" if f["status"] == "missing" else where),  # a path is text, not markup
                 )
         stdout.print(table)
         for name, entry in report.items():
