@@ -366,12 +366,10 @@ def parse_spec(text: str, source: str = "<spec>") -> Network:
 def network_from_data(data: Any, source: str = "<spec>", layer_lines: Sequence[int] = ()) -> Network:
     """Validate already-parsed data; ``layer_lines[i]`` is the line of layer i, for messages."""
     if not isinstance(data, dict):
-        raise SpecError(
-            [
-                f"{source}: a spec is a mapping with keys 'input' and 'layers' (and optional 'name'), "
-                f"not {type(data).__name__}"
-            ]  # fmt: skip
-        )
+        shape = "a spec is a mapping with keys 'input' and 'layers' (and optional 'name')"
+        problem = f"the file is empty; {shape}" if data is None else f"{shape}, not {_show(data)}"
+        example = "input: [1, 28, 28] and layers: [{type: Conv2d, out_channels: 6, kernel_size: 5}]"
+        raise SpecError([f"{source}: {problem}; e.g. {example}"])
     try:
         return Network.model_validate(data)
     except ValidationError as exc:
@@ -423,6 +421,13 @@ def _messages(exc: ValidationError, data: dict, source: str, layer_lines: Sequen
     seen_unions: set[tuple] = set()
     for error in exc.errors(include_url=False):
         loc = list(error["loc"])
+        if loc[:1] == ["input"] and (len(loc) > 1 or error["type"] != "missing"):
+            # [1, 28], [1, 0, 28], [1, 28, 28, 3], 28: one message for the whole field, not per item
+            if ("input",) in seen_unions:
+                continue
+            seen_unions.add(("input",))
+            loc = ["input"]
+            error = {**error, "type": "input_shape", "input": data.get("input")}
         # Union branches appear in loc as labels like 'constrained-int' or 'tuple[...]': report
         # the field once, saying what it accepts, instead of once per branch.
         branch = next((i for i, p in enumerate(loc) if isinstance(p, str) and not p.isidentifier()), None)
@@ -483,11 +488,35 @@ def _explain_error(error: dict) -> str:
         return f"unknown layer type {tag!r}; {hint}known types: {', '.join(LAYER_CLASSES)}"
     if kind == "union_tag_not_found":
         return f"missing 'type'; give the torch.nn class name, one of: {', '.join(LAYER_CLASSES)}"
+    if kind == "input_shape":
+        return (
+            f"give [channels, height, width], integers >= 1 (e.g. [1, 28, 28]), not {_show(error['input'])}"
+        )
     if kind == "missing":
+        if error["loc"] == ("input",):
+            return "required field is missing; give input: [channels, height, width], e.g. [1, 28, 28]"
         return "required field is missing"
     if kind == "value_error":
         return str(error.get("ctx", {}).get("error", error["msg"]))
-    return error["msg"][0].lower() + error["msg"][1:]
+    if kind == "model_attributes_type" and len(error["loc"]) == 2 and error["loc"][0] == "layers":
+        return (
+            f"a layer is a mapping such as {{type: Conv2d, out_channels: 6, kernel_size: 5}}, "
+            f"not {_show(error['input'])}"
+        )
+    message = error["msg"].split(", unable to ")[0]  # "..., unable to parse string as an integer"
+    if message.startswith("Input should"):  # pydantic's "Input" is the value, not the spec's input
+        return f"{_show(error['input'])} given; s{message[len('Input s') :]}"
+    return message[0].lower() + message[1:]
+
+
+def _show(value: Any) -> str:
+    """A value as it was written in the spec (YAML spelling for true, false and null)."""
+    if isinstance(value, bool) or value is None:
+        return {True: "true", False: "false", None: "null"}[value]
+    if isinstance(value, list):
+        return "[" + ", ".join(_show(item) for item in value) + "]"
+    text = repr(value)
+    return text if len(text) <= 40 else text[:37] + "..."
 
 
 def _closest(word: str, options: Sequence[str]) -> str | None:

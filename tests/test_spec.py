@@ -115,7 +115,16 @@ def test_json_spec_loads(tmp_path):
     ("text", "expected"),
     [
         ("[]", "a spec is a mapping"),
-        ("input: [1, 28]\nlayers: []\n", "field 'input.2'"),
+        ("", "the file is empty; a spec is a mapping"),
+        ("input: [1, 28]\nlayers: []\n", "field 'input': give [channels, height, width]"),
+        ("input: [1, 0, 28, 3]\nlayers: []\n", "e.g. [1, 28, 28]), not [1, 0, 28, 3]"),
+        ("layers: []\n", "field 'input': required field is missing; give input: [channels, height, width]"),
+        (LENET_HEAD + "  - 7\n", "layer 0: a layer is a mapping such as {type: Conv2d"),
+        (LENET_HEAD + "  - {type: Dropout, p: 2}\n", "field 'p': 2 given; should be less than or equal to 1"),
+        (
+            LENET_HEAD + "  - {type: Linear, out_features: 9, bias: 7}\n",
+            "'bias': 7 given; should be a valid boolean",
+        ),
         ("input: [1, 28, 28]\nlayerz: []\n", "field 'layerz': unknown field"),
         (LENET_HEAD + "  - {type: ReLU, name: 2nd}\n", "not a Python identifier"),
         (LENET_HEAD + "  - {type: ReLU, name: a}\n  - {type: ReLU, name: a}\n", "already used by layer 0"),
@@ -123,7 +132,8 @@ def test_json_spec_loads(tmp_path):
     ],
 )
 def test_network_level_problems(text, expected):
-    assert any(expected in message for message in problems(text))
+    found = problems(text)
+    assert any(expected in message for message in found), found
 
 
 def test_missing_file_and_folder(tmp_path):
