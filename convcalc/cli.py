@@ -38,9 +38,10 @@ def _input_shape(value: str | None) -> tuple[int, int, int] | None:
 
 
 def _load(spec_path: str, input_override: tuple[int, ...] | None = None):
-    from convcalc.spec import load_spec
+    """The spec at SPEC_PATH, or read from standard input when it is ``-``."""
+    from convcalc.spec import load_spec, parse_spec
 
-    network = load_spec(spec_path)
+    network = parse_spec(sys.stdin.read(), source="<stdin>") if spec_path == "-" else load_spec(spec_path)
     if input_override is not None:
         shape = input_override if len(input_override) == 3 else (network.input[0], *input_override)
         network = network.model_copy(update={"input": tuple(shape)})
@@ -72,7 +73,8 @@ def cli() -> None:
 def shape(spec: str, input_size: str | None, as_json: bool, explain: bool) -> None:
     """Output shape, params, MACs and receptive field of every layer of SPEC.
 
-    Exit code 1 when the spec is invalid or a layer is impossible (errors on stderr).
+    SPEC is a .yaml or .json file, or - to read it from standard input. Exit code 1 when the
+    spec is invalid or a layer is impossible (errors on stderr).
     """
     from convcalc import render
     from convcalc.engine import analyze

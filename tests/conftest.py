@@ -21,13 +21,20 @@ SPECS = ROOT / "specs"
 SHIPPED_SPECS = sorted(SPECS.glob("*.yaml"))
 
 
-def run_cli(*args: str, cwd: Path | None = None, env: dict | None = None, timeout: float = 600):
-    """Run ``python -m convcalc ARGS`` as a user would; returns the CompletedProcess (text)."""
+def run_cli(
+    *args: str,
+    cwd: Path | None = None,
+    env: dict | None = None,
+    timeout: float = 600,
+    stdin: str | None = None,
+):
+    """Run ``python -m convcalc ARGS`` as a user would (``stdin``: text piped in); returns the
+    CompletedProcess (text)."""
     full_env = {**os.environ, "COLUMNS": "120", "NO_COLOR": "1", **(env or {})}
     full_env.pop("FORCE_COLOR", None)
     return subprocess.run(
         [sys.executable, "-m", "convcalc", *args],
-        capture_output=True, text=True, cwd=cwd or ROOT, env=full_env, timeout=timeout,
+        capture_output=True, text=True, cwd=cwd or ROOT, env=full_env, timeout=timeout, input=stdin,
     )  # fmt: skip
 
 

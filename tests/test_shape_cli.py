@@ -185,6 +185,14 @@ def test_warnings_go_to_stderr_and_exit_0(tmp_path):
     assert result.returncode == 0 and "warning: layer 0" in result.stderr
 
 
+def test_spec_from_standard_input():
+    piped = run_cli("shape", "-", "--json", stdin=(ROOT / "specs/lenet.yaml").read_text())
+    from_file = run_cli("shape", "specs/lenet.yaml", "--json")
+    assert piped.returncode == 0 and json.loads(piped.stdout) == json.loads(from_file.stdout)
+    bad = run_cli("shape", "-", stdin="input: [1, 28, 28]\nlayers:\n  - {type: Conv2d, kernal_size: 3}\n")
+    assert bad.returncode == 1 and bad.stderr.startswith("error: <stdin>:3: layer 0 (Conv2d)")
+
+
 def test_text_from_the_spec_is_printed_as_written(tmp_path):
     """A ':smile:' or '[bold]' in a spec's name is text, not a rich emoji code or markup."""
     spec = tmp_path / "n.yaml"
