@@ -37,14 +37,28 @@ def _input_shape(value: str | None) -> tuple[int, int, int] | None:
     return dims  # type: ignore[return-value]
 
 
-def _load(spec_path: str, input_override: tuple[int, ...] | None = None):
-    """The spec at SPEC_PATH, or read from standard input when it is ``-``."""
-    from convcalc.spec import load_spec, parse_spec
+def _load(spec_path: str, input_override: tuple[int, ...] | None = None, plain: bool = False):
+    """The spec at SPEC_PATH, or read from standard input when it is ``-``.
 
-    network = parse_spec(sys.stdin.read(), source="<stdin>") if spec_path == "-" else load_spec(spec_path)
+    ``plain``: a plainly valid spec is not handed to Pydantic (``specfile.plain_network``, for
+    ``shape``, which needs no model class); anything else is, and its messages are Pydantic's.
+    """
+    from convcalc import specfile
+
+    source = "<stdin>" if spec_path == "-" else spec_path
+    text = sys.stdin.read() if spec_path == "-" else specfile.read_spec(spec_path)
+    data, layer_lines = specfile.parse_text(text, source)
+    network = specfile.plain_network(data) if plain else None
+    if network is None:
+        from convcalc.spec import network_from_data
+
+        network = network_from_data(data, source, layer_lines)
     if input_override is not None:
         shape = input_override if len(input_override) == 3 else (network.input[0], *input_override)
-        network = network.model_copy(update={"input": tuple(shape)})
+        if plain and not hasattr(network, "model_copy"):
+            network.input = tuple(shape)  # a plain namespace made by this call
+        else:
+            network = network.model_copy(update={"input": tuple(shape)})
     return network
 
 
@@ -79,7 +93,7 @@ def shape(spec: str, input_size: str | None, as_json: bool, explain: bool) -> No
     from convcalc import render
     from convcalc.engine import analyze
 
-    network = _load(spec, _input_shape(input_size))
+    network = _load(spec, _input_shape(input_size), plain=True)
     analysis = analyze(network)
     if as_json:
         _print_json(render.to_json(analysis))

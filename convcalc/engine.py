@@ -1,7 +1,9 @@
 """The arithmetic engine: shapes, parameters, MACs, memory and receptive fields, per layer.
 
-Pure Python over a validated ``Network``; it never imports torch (``convcalc shape`` and the
-TUI recompute on every keystroke). Shapes here leave out the batch dim: ``(C, H, W)`` for
+Pure Python over a validated network: a ``spec.Network`` or the plain one that
+``specfile.plain_network`` gives ``convcalc shape``; layers are told apart by their ``type``
+and read by attribute, so neither torch nor pydantic is imported here (``convcalc shape`` and
+the TUI recompute on every keystroke). Shapes here leave out the batch dim: ``(C, H, W)`` for
 feature maps, ``(F,)`` after a Flatten. Every formula is PyTorch's own, per axis (H and W
 apart); the sources are cited where they are used.
 
@@ -17,8 +19,12 @@ from __future__ import annotations
 import math
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
-from convcalc import spec as S
+from convcalc.specfile import layer_names, pair
+
+if TYPE_CHECKING:  # annotations only: pydantic is not imported at run time
+    from convcalc import spec as S
 
 BYTES_PER_ELEMENT = 4  # float32 activations
 
@@ -276,13 +282,13 @@ def analyze(network: S.Network, input_shape: tuple[int, int, int] | None = None)
     rf: tuple[RF, RF] | None = (RF(1, 1, 0.0), RF(1, 1, 0.0))
     rows = []
     warned_rf = False
-    for index, (name, layer) in enumerate(zip(S.layer_names(network), network.layers, strict=False)):
+    for index, (name, layer) in enumerate(zip(layer_names(network), network.layers, strict=False)):
         if shape is None:  # an error above left nothing to compute on
             rows.append(LayerResult(index, name, layer.type, layer, None, None))
             continue
         ctx = _Ctx(index, name, layer, shape)
         out = _HANDLERS[layer.type](ctx, layer, shape, rf, n_in)
-        if out.rf and not warned_rf and not isinstance(layer, _GLOBAL_TYPES):
+        if out.rf and not warned_rf and layer.type not in _GLOBAL_TYPES:
             big = [axis for axis, r, n in zip("HW", out.rf, n_in, strict=False) if r.size > n]
             if big:
                 warned_rf = True
@@ -349,7 +355,7 @@ def _conv_geometry(ctx: _Ctx, layer: S.Conv2d | S.ConvTranspose2d, shape):
     if not _spatial(ctx, shape):
         return None
     _check_channels(ctx, "in_channels", layer.in_channels, shape[0])
-    k, s, d = S.pair(layer.kernel_size), S.pair(layer.stride), S.pair(layer.dilation)
+    k, s, d = pair(layer.kernel_size), pair(layer.stride), pair(layer.dilation)
     solved = _solve_padding(ctx, layer, shape) if layer.padding == "auto" else None
     if layer.padding == "auto" and solved is None:
         return None
@@ -370,7 +376,7 @@ def _conv(ctx: _Ctx, layer: S.Conv2d, shape, rf, n_in) -> _Out:
             ctx.error("padding='same' needs stride 1", "use stride 1, or give the padding as a number")
         pads = [same_padding(k[a], d[a]) for a in (0, 1)]
     else:
-        p = (0, 0) if layer.padding == "valid" else S.pair(layer.padding)
+        p = (0, 0) if layer.padding == "valid" else pair(layer.padding)
         pads = [(p[0], p[0]), (p[1], p[1])]
     size = (h, w)
     outs = [conv_out(size[a], k[a], s[a], *pads[a], d[a]) for a in (0, 1)]
@@ -400,7 +406,7 @@ def _conv_transpose(ctx: _Ctx, layer: S.ConvTranspose2d, shape, rf, n_in) -> _Ou
         return _Out(None, None)
     k, s, d, solved = geometry
     c_in, h, w = shape
-    p, op = solved if solved is not None else (S.pair(layer.padding), S.pair(layer.output_padding))
+    p, op = solved if solved is not None else (pair(layer.padding), pair(layer.output_padding))
     for a, axis in enumerate("HW"):
         if op[a] >= max(s[a], d[a]):
             ctx.error(
@@ -439,7 +445,7 @@ def _solve_padding(ctx: _Ctx, layer, shape) -> tuple[tuple, tuple[int, int]] | N
     from convcalc import solve  # solve builds on this module's per-axis functions
 
     want = layer.output_shape
-    c_out = shape[0] if isinstance(layer, (S.MaxPool2d, S.AvgPool2d)) else layer.out_channels
+    c_out = shape[0] if layer.type in ("MaxPool2d", "AvgPool2d") else layer.out_channels
     if len(want) == 3 and want[0] != c_out:
         ctx.error(
             f"output_shape {fmt_shape(want)} has {want[0]} channels but the layer gives {c_out}",
@@ -453,7 +459,7 @@ def _solve_padding(ctx: _Ctx, layer, shape) -> tuple[tuple, tuple[int, int]] | N
         return None
     pads, ops = (setting.h.padding, setting.w.padding), (setting.h.output_padding, setting.w.output_padding)
     ctx.inferred["padding"] = "same" if "same" in pads else pads
-    if isinstance(layer, S.ConvTranspose2d):
+    if layer.type == "ConvTranspose2d":
         ctx.inferred["output_padding"] = ops
     solved = ", ".join(f"{key}={value}" for key, value in ctx.inferred.items() if key.endswith("padding"))
     ctx.explain.append(f"padding: auto for output {fmt_shape(want[-2:])}: {solved}")
@@ -501,16 +507,16 @@ def _pool(ctx: _Ctx, layer: S.MaxPool2d | S.AvgPool2d, shape, rf, n_in) -> _Out:
     if not _spatial(ctx, shape):
         return _Out(None, None)
     c, h, w = shape
-    k = S.pair(layer.kernel_size)
-    s = S.pair(layer.stride) if layer.stride is not None else k
+    k = pair(layer.kernel_size)
+    s = pair(layer.stride) if layer.stride is not None else k
     if layer.padding == "auto":
         solved = _solve_padding(ctx, layer, shape)
         if solved is None:
             return _Out(None, None)
         p = solved[0]
     else:
-        p = S.pair(layer.padding)
-    d = S.pair(layer.dilation) if isinstance(layer, S.MaxPool2d) else (1, 1)
+        p = pair(layer.padding)
+    d = pair(layer.dilation) if layer.type == "MaxPool2d" else (1, 1)
     for a, axis in enumerate("HW"):
         if p[a] > k[a] // 2:
             ctx.error(
@@ -540,7 +546,7 @@ def _adaptive_pool(ctx: _Ctx, layer, shape, rf, n_in) -> _Out:
     if not _spatial(ctx, shape):
         return _Out(None, None)
     c, h, w = shape
-    o = S.pair(layer.output_size)
+    o = pair(layer.output_size)
     new_rf = []
     for a, (n, out) in enumerate(zip((h, w), o, strict=False)):
         bins = adaptive_bins(n, out)
@@ -613,12 +619,12 @@ def _linear(ctx: _Ctx, layer: S.Linear, shape, rf, n_in) -> _Out:
 
 
 def _pointwise(ctx: _Ctx, layer, shape, rf, n_in) -> _Out:
-    if isinstance(layer, S.Dropout2d) and len(shape) != 3:  # torch warns, and still runs
+    if layer.type == "Dropout2d" and len(shape) != 3:  # torch warns, and still runs
         ctx.warn(
             f"Dropout2d drops whole channels of a (C, H, W) input; it gets {fmt_shape(shape)}",
             "use Dropout after a Flatten",
         )
-    if isinstance(layer, (S.Softmax, S.LogSoftmax)) and layer.dim is not None:
+    if layer.type in ("Softmax", "LogSoftmax") and layer.dim is not None:
         ndim = len(shape) + 1
         if not -ndim <= layer.dim < ndim:
             ctx.error(f"dim={layer.dim} is out of range for a {ndim}-dim input (batch included)")
@@ -664,35 +670,35 @@ def _explain_rf(ctx: _Ctx, rf, new_rf, k, s, d, pad_l) -> None:
 
 def _summary(layer: S._Layer, inferred: dict | None = None) -> str:
     padding = (inferred or {}).get("padding", getattr(layer, "padding", 0))  # solved, for padding: auto
-    if isinstance(layer, (S.Conv2d, S.ConvTranspose2d)):
-        k, s = S.pair(layer.kernel_size), S.pair(layer.stride)
-        pad = padding if isinstance(padding, str) else _short(S.pair(padding))
+    if layer.type in ("Conv2d", "ConvTranspose2d"):
+        k, s = pair(layer.kernel_size), pair(layer.stride)
+        pad = padding if isinstance(padding, str) else _short(pair(padding))
         text = f"{layer.out_channels}@{k[0]}×{k[1]} s{_short(s)} p{pad}"
         if layer.dilation != 1:
-            text += f" d{_short(S.pair(layer.dilation))}"
+            text += f" d{_short(pair(layer.dilation))}"
         if layer.groups != 1:
             text += f" g{layer.groups}"
         op = (inferred or {}).get("output_padding", getattr(layer, "output_padding", 0))
-        if isinstance(layer, S.ConvTranspose2d) and S.pair(op) != (0, 0):
-            text += f" op{_short(S.pair(op))}"
+        if layer.type == "ConvTranspose2d" and pair(op) != (0, 0):
+            text += f" op{_short(pair(op))}"
         return text
-    if isinstance(layer, (S.MaxPool2d, S.AvgPool2d)):
-        k = S.pair(layer.kernel_size)
-        s = S.pair(layer.stride) if layer.stride is not None else k
+    if layer.type in ("MaxPool2d", "AvgPool2d"):
+        k = pair(layer.kernel_size)
+        s = pair(layer.stride) if layer.stride is not None else k
         text = f"{k[0]}×{k[1]} s{_short(s)}"
         if padding != 0 and padding != "auto":
-            text += f" p{_short(S.pair(padding))}"
-        if isinstance(layer, S.MaxPool2d) and layer.dilation != 1:
-            text += f" d{_short(S.pair(layer.dilation))}"
+            text += f" p{_short(pair(padding))}"
+        if layer.type == "MaxPool2d" and layer.dilation != 1:
+            text += f" d{_short(pair(layer.dilation))}"
         return text + (" ceil" if layer.ceil_mode else "")
-    if isinstance(layer, (S.AdaptiveAvgPool2d, S.AdaptiveMaxPool2d)):
-        o = S.pair(layer.output_size)
+    if layer.type in ("AdaptiveAvgPool2d", "AdaptiveMaxPool2d"):
+        o = pair(layer.output_size)
         return f"→{o[0]}×{o[1]}"
-    if isinstance(layer, S.Linear):
+    if layer.type == "Linear":
         return f"→{layer.out_features}"
-    if isinstance(layer, (S.Dropout, S.Dropout2d)):
+    if layer.type in ("Dropout", "Dropout2d"):
         return f"p={layer.p:g}"
-    if isinstance(layer, S.LeakyReLU):
+    if layer.type == "LeakyReLU":
         return f"slope={layer.negative_slope:g}"
     return ""
 
@@ -701,7 +707,7 @@ def _short(value: tuple[int, int]) -> str:
     return str(value[0]) if value[0] == value[1] else f"{value[0]},{value[1]}"
 
 
-_GLOBAL_TYPES = (S.Flatten, S.Linear, S.AdaptiveAvgPool2d, S.AdaptiveMaxPool2d)
+_GLOBAL_TYPES = ("Flatten", "Linear", "AdaptiveAvgPool2d", "AdaptiveMaxPool2d")
 
 _HANDLERS: dict[str, Callable[..., _Out]] = {
     "Conv2d": _conv,
@@ -731,4 +737,3 @@ _HANDLERS: dict[str, Callable[..., _Out]] = {
         )
     },  # fmt: skip
 }
-assert set(_HANDLERS) == set(S.LAYER_CLASSES), "every layer type needs a handler"

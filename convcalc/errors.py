@@ -7,3 +7,11 @@ traceback; anything else escaping is a bug.
 
 class ConvcalcError(Exception):
     """An expected, user-fixable error; ``str(error)`` names the place and the fix."""
+
+
+class SpecError(ConvcalcError):
+    """A spec that cannot be loaded; ``problems`` holds one message per problem."""
+
+    def __init__(self, problems: list[str]):
+        self.problems = list(problems)
+        super().__init__("\n".join(self.problems))

@@ -5,13 +5,15 @@ spec reads like the PyTorch code it stands for. ``in_channels``, ``in_features``
 ``num_features`` may be left out: the engine infers them from the previous layer and, when
 they are given, checks them.
 
-This module imports pydantic, PyYAML and the standard library only (never torch).
+This module imports pydantic, PyYAML and the standard library only (never torch). What needs
+no pydantic (reading files, the layer-naming rules, ``pair``) lives in ``specfile.py``, which
+also holds the plain validator ``convcalc shape`` uses for plainly valid specs; its JSON Schema,
+``spec.schema.json``, is generated from these models (``convcalc schema``), and tests keep both
+in step with them.
 """
 
 from __future__ import annotations
 
-import keyword
-import re
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Annotated, Any, Literal, Union
@@ -27,7 +29,11 @@ from pydantic import (
     model_validator,
 )
 
-from convcalc.errors import ConvcalcError
+from convcalc.errors import SpecError as SpecError
+from convcalc.specfile import MODULE_ATTRIBUTES as MODULE_ATTRIBUTES
+from convcalc.specfile import check_names, parse_text, read_spec
+from convcalc.specfile import layer_names as layer_names
+from convcalc.specfile import pair as pair
 
 # A positive / non-negative int that refuses bools, floats and strings ("3").
 PosInt = Annotated[int, Strict(), Field(ge=1)]
@@ -39,19 +45,6 @@ PosPair = PosInt | tuple[PosInt, PosInt]
 NonNegPair = NonNegInt | tuple[NonNegInt, NonNegInt]
 # The size a layer with `padding: auto` must give: [C, H, W] or [H, W].
 OutputShape = tuple[PosInt, PosInt, PosInt] | tuple[PosInt, PosInt]
-
-
-def pair(value: int | tuple[int, int]) -> tuple[int, int]:
-    """``3`` -> ``(3, 3)``; ``(3, 5)`` stays (height, width)."""
-    return (value, value) if isinstance(value, int) else (value[0], value[1])
-
-
-class SpecError(ConvcalcError):
-    """A spec that cannot be loaded; ``problems`` holds one message per problem."""
-
-    def __init__(self, problems: Sequence[str]):
-        self.problems = list(problems)
-        super().__init__("\n".join(self.problems))
 
 
 class _Layer(BaseModel):
@@ -252,24 +245,6 @@ _CANONICAL = {name.lower(): name for name in LAYER_CLASSES}
 
 Layer = Annotated[Union[LAYER_TYPES], Field(discriminator="type")]  # type: ignore[valid-type]  # noqa: UP007
 
-_IDENTIFIER = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
-
-# Public attributes of torch.nn.Sequential (and so of nn.Module): a layer of that name cannot be
-# added to a model (add_module refuses it) nor be ``self.<name>`` in exported source. Names that
-# start with an underscore are refused too (torch's internals). A test keeps this list in step
-# with the installed torch.
-MODULE_ATTRIBUTES = frozenset(
-    """T_destination add_module append apply bfloat16 buffers call_super_init children compile cpu
-    cuda double dump_patches eval extend extra_repr float forward get_buffer get_extra_state
-    get_parameter get_submodule half insert ipu load_state_dict modules mtia named_buffers
-    named_children named_modules named_parameters parameters pop register_backward_hook
-    register_buffer register_forward_hook register_forward_pre_hook register_full_backward_hook
-    register_full_backward_pre_hook register_load_state_dict_post_hook
-    register_load_state_dict_pre_hook register_module register_parameter
-    register_state_dict_post_hook register_state_dict_pre_hook requires_grad_ set_extra_state
-    set_submodule share_memory state_dict to to_empty train training type xpu zero_grad""".split()
-)
-
 
 class Network(BaseModel):
     """A network: an input size and a stack of layers applied in order."""
@@ -297,46 +272,8 @@ class Network(BaseModel):
 
     @model_validator(mode="after")
     def _check_names(self) -> Network:
-        seen: dict[str, int] = {}
-        for index, name in enumerate(layer_names(self)):
-            layer = self.layers[index]
-            if layer.name is not None and (not _IDENTIFIER.match(name) or keyword.iskeyword(name)):
-                raise ValueError(
-                    f"layer {index} ({layer.type}): name {name!r} is not a Python identifier; "
-                    "use letters, digits and underscores, not starting with a digit"
-                )
-            if name.startswith("_") or name in MODULE_ATTRIBUTES:
-                raise ValueError(
-                    f"layer {index} ({layer.type}): name {name!r} is taken by torch.nn.Module itself "
-                    f"(model.{name} would not be the layer); rename it, e.g. {name.strip('_') + '_layer'!r}"
-                )
-            if name in seen:
-                raise ValueError(
-                    f"layer {index} ({layer.type}): name {name!r} is already used by layer {seen[name]}; "
-                    "give each layer its own name"
-                )
-            seen[name] = index
+        check_names(self)
         return self
-
-
-def layer_names(network: Network) -> list[str]:
-    """Each layer's name: its own, or ``<type>_<n>`` (the n-th unnamed layer of that type),
-    skipping names that a layer already took explicitly."""
-    taken = {layer.name for layer in network.layers if layer.name is not None}
-    counters: dict[str, int] = {}
-    names = []
-    for layer in network.layers:
-        if layer.name is not None:
-            names.append(layer.name)
-            continue
-        base = layer.type.lower()
-        n = counters.get(base, 0)
-        while f"{base}_{n}" in taken:
-            n += 1
-        counters[base] = n + 1
-        names.append(f"{base}_{n}")
-        taken.add(f"{base}_{n}")
-    return names
 
 
 # --------------------------------------------------------------------------------------
@@ -345,21 +282,12 @@ def layer_names(network: Network) -> list[str]:
 
 def load_spec(path: str | Path) -> Network:
     """Read and validate a YAML or JSON spec file; raise ``SpecError`` naming every problem."""
-    path = Path(path)
-    try:
-        text = path.read_text(encoding="utf-8")
-    except FileNotFoundError:
-        raise SpecError([f"{path}: no such file; check the path"]) from None
-    except IsADirectoryError:
-        raise SpecError([f"{path}: is a folder; give the path of a .yaml or .json spec file"]) from None
-    except (OSError, UnicodeDecodeError) as exc:
-        raise SpecError([f"{path}: cannot read the file ({exc})"]) from None
-    return parse_spec(text, source=str(path))
+    return parse_spec(read_spec(path), source=str(path))
 
 
 def parse_spec(text: str, source: str = "<spec>") -> Network:
     """Validate spec text (YAML, of which JSON is a subset); errors name ``source``."""
-    data, layer_lines = _load_yaml(text, source)
+    data, layer_lines = parse_text(text, source)
     return network_from_data(data, source, layer_lines)
 
 
@@ -374,36 +302,6 @@ def network_from_data(data: Any, source: str = "<spec>", layer_lines: Sequence[i
         return Network.model_validate(data)
     except ValidationError as exc:
         raise SpecError(_messages(exc, data, source, layer_lines)) from None
-
-
-def _load_yaml(text: str, source: str) -> tuple[Any, list[int]]:
-    if source.endswith(".json"):
-        import json
-
-        try:
-            data = json.loads(text)
-        except json.JSONDecodeError as exc:
-            raise SpecError([f"{source}:{exc.lineno}:{exc.colno}: invalid JSON: {exc.msg}"]) from None
-    try:
-        node = yaml.compose(text, Loader=yaml.SafeLoader)
-        if not source.endswith(".json"):
-            data = yaml.safe_load(text)
-    except yaml.YAMLError as exc:
-        mark = getattr(exc, "problem_mark", None)
-        where = f"{source}:{mark.line + 1}:{mark.column + 1}" if mark else source
-        problem = getattr(exc, "problem", None) or str(exc)
-        raise SpecError([f"{where}: invalid YAML: {problem}"]) from None
-    return data, _layer_lines(node)
-
-
-def _layer_lines(node: Any) -> list[int]:
-    """1-based line of each item under the top-level ``layers`` key, for error messages."""
-    if not isinstance(node, yaml.MappingNode):
-        return []
-    for key, value in node.value:
-        if key.value == "layers" and isinstance(value, yaml.SequenceNode):
-            return [item.start_mark.line + 1 for item in value.value]
-    return []
 
 
 # What a field of each shape accepts, for one clear message where a union fails every branch.

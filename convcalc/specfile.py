@@ -1,0 +1,286 @@
+"""Spec files without Pydantic: reading them, the layer-naming rules, and a plain validator.
+
+``spec.py`` defines the spec language as Pydantic models; this module holds what needs no
+Pydantic, so that ``convcalc shape`` (the command people run most) starts without it:
+importing pydantic and building its first model costs more than 10× less than importing torch
+allows on our machines (``bench/README.md``).
+
+``plain_network`` validates parsed spec data against ``spec.schema.json``, the JSON Schema that
+Pydantic generates from the models (a test keeps the file equal to ``convcalc schema``). It is
+deliberately narrow: it returns the network only when every value is exactly what the schema
+asks (an ``int`` where an integer goes, a ``list`` where a pair goes, ...), with the values
+Pydantic would give (pairs as tuples, defaults filled, ``type`` spelled as the class), and
+returns None for anything else: an error, a value Pydantic might coerce, ``padding: auto``
+(a rule across fields), or a schema keyword it does not know. The caller then asks
+``spec.network_from_data``, so every error message comes from the Pydantic models alone. A
+hypothesis test checks that both give the same network whenever this one answers.
+"""
+
+from __future__ import annotations
+
+import keyword
+import math
+import re
+from functools import cache
+from pathlib import Path
+from types import SimpleNamespace
+from typing import Any
+
+import yaml
+
+from convcalc.errors import SpecError
+
+
+def pair(value: int | tuple[int, int]) -> tuple[int, int]:
+    """``3`` -> ``(3, 3)``; ``(3, 5)`` stays (height, width)."""
+    return (value, value) if isinstance(value, int) else (value[0], value[1])
+
+
+# --------------------------------------------------------------------------------------
+# Reading a file
+
+
+def read_spec(path: str | Path) -> str:
+    """The text of a spec file; ``SpecError`` says what is wrong with the path."""
+    path = Path(path)
+    try:
+        return path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise SpecError([f"{path}: no such file; check the path"]) from None
+    except IsADirectoryError:
+        raise SpecError([f"{path}: is a folder; give the path of a .yaml or .json spec file"]) from None
+    except (OSError, UnicodeDecodeError) as exc:
+        raise SpecError([f"{path}: cannot read the file ({exc})"]) from None
+
+
+def parse_text(text: str, source: str) -> tuple[Any, list[int]]:
+    """Spec text (YAML, of which JSON is a subset) as data, and the 1-based line of each layer."""
+    if source.endswith(".json"):
+        import json
+
+        try:
+            data = json.loads(text)
+        except json.JSONDecodeError as exc:
+            raise SpecError([f"{source}:{exc.lineno}:{exc.colno}: invalid JSON: {exc.msg}"]) from None
+    loader = yaml.SafeLoader(text)
+    try:  # one parse: the node tree (for line numbers), then the data built from it
+        node = loader.get_single_node()
+        if not source.endswith(".json"):
+            data = loader.construct_document(node) if node is not None else None
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f"{source}:{mark.line + 1}:{mark.column + 1}" if mark else source
+        problem = getattr(exc, "problem", None) or str(exc)
+        raise SpecError([f"{where}: invalid YAML: {problem}"]) from None
+    finally:
+        loader.dispose()
+    return data, _layer_lines(node)
+
+
+def _layer_lines(node: Any) -> list[int]:
+    """1-based line of each item under the top-level ``layers`` key, for error messages."""
+    if not isinstance(node, yaml.MappingNode):
+        return []
+    for key, value in node.value:
+        if key.value == "layers" and isinstance(value, yaml.SequenceNode):
+            return [item.start_mark.line + 1 for item in value.value]
+    return []
+
+
+# --------------------------------------------------------------------------------------
+# Layer names
+
+_IDENTIFIER = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
+
+# Public attributes of torch.nn.Sequential (and so of nn.Module): a layer of that name cannot be
+# added to a model (add_module refuses it) nor be ``self.<name>`` in exported source. Names that
+# start with an underscore are refused too (torch's internals). A test keeps this list in step
+# with the installed torch.
+MODULE_ATTRIBUTES = frozenset(
+    """T_destination add_module append apply bfloat16 buffers call_super_init children compile cpu
+    cuda double dump_patches eval extend extra_repr float forward get_buffer get_extra_state
+    get_parameter get_submodule half insert ipu load_state_dict modules mtia named_buffers
+    named_children named_modules named_parameters parameters pop register_backward_hook
+    register_buffer register_forward_hook register_forward_pre_hook register_full_backward_hook
+    register_full_backward_pre_hook register_load_state_dict_post_hook
+    register_load_state_dict_pre_hook register_module register_parameter
+    register_state_dict_post_hook register_state_dict_pre_hook requires_grad_ set_extra_state
+    set_submodule share_memory state_dict to to_empty train training type xpu zero_grad""".split()
+)
+
+
+def layer_names(network: Any) -> list[str]:
+    """Each layer's name: its own, or ``<type>_<n>`` (the n-th unnamed layer of that type),
+    skipping names that a layer already took explicitly."""
+    taken = {layer.name for layer in network.layers if layer.name is not None}
+    counters: dict[str, int] = {}
+    names = []
+    for layer in network.layers:
+        if layer.name is not None:
+            names.append(layer.name)
+            continue
+        base = layer.type.lower()
+        n = counters.get(base, 0)
+        while f"{base}_{n}" in taken:
+            n += 1
+        counters[base] = n + 1
+        names.append(f"{base}_{n}")
+        taken.add(f"{base}_{n}")
+    return names
+
+
+def check_names(network: Any) -> None:
+    """Raise ``ValueError`` for the first layer name torch could not use, or used twice."""
+    seen: dict[str, int] = {}
+    for index, name in enumerate(layer_names(network)):
+        layer = network.layers[index]
+        if layer.name is not None and (not _IDENTIFIER.match(name) or keyword.iskeyword(name)):
+            raise ValueError(
+                f"layer {index} ({layer.type}): name {name!r} is not a Python identifier; "
+                "use letters, digits and underscores, not starting with a digit"
+            )
+        if name.startswith("_") or name in MODULE_ATTRIBUTES:
+            raise ValueError(
+                f"layer {index} ({layer.type}): name {name!r} is taken by torch.nn.Module itself "
+                f"(model.{name} would not be the layer); rename it, e.g. {name.strip('_') + '_layer'!r}"
+            )
+        if name in seen:
+            raise ValueError(
+                f"layer {index} ({layer.type}): name {name!r} is already used by layer {seen[name]}; "
+                "give each layer its own name"
+            )
+        seen[name] = index
+
+
+# --------------------------------------------------------------------------------------
+# The plain validator
+
+
+@cache
+def schema() -> dict[str, Any]:
+    """The spec's JSON Schema, as generated from the Pydantic models in ``spec.py``."""
+    import json
+
+    # beside this module (package data); importlib.resources would cost ~10 ms of imports
+    return json.loads(Path(__file__).with_name("spec.schema.json").read_text(encoding="utf-8"))
+
+
+class _Refused(Exception):
+    """This value is not plainly valid: Pydantic decides."""
+
+
+# Schema keywords this reader understands; a node with any other keyword is refused.
+_KEYWORDS = frozenset(
+    """type anyOf const enum minimum maximum exclusiveMinimum exclusiveMaximum prefixItems minItems
+    maxItems items properties required additionalProperties default description title $ref
+    discriminator oneOf""".split()
+)
+
+
+def plain_network(data: Any) -> SimpleNamespace | None:
+    """The validated network (attributes as on ``spec.Network``), or None: ask Pydantic."""
+    root = schema()
+    try:
+        values = _object(root, data)
+    except _Refused:
+        return None
+    network = SimpleNamespace(**values)
+    network.layers = [SimpleNamespace(**layer) for layer in network.layers]
+    if any(vars(layer).get("output_shape") is not None or vars(layer).get("padding") == "auto"
+           for layer in network.layers):  # fmt: skip
+        return None  # padding: auto needs output_shape and the reverse: a rule across fields
+    try:
+        check_names(network)
+    except ValueError:
+        return None
+    return network
+
+
+def _value(node: dict[str, Any], value: Any) -> Any:
+    if not _KEYWORDS.issuperset(node):
+        raise _Refused
+    if "$ref" in node:
+        return _value(_resolve(node["$ref"]), value)
+    if "discriminator" in node:
+        return _layer(node, value)
+    if "anyOf" in node:
+        for branch in node["anyOf"]:  # our unions' branches take disjoint Python types
+            try:
+                return _value(branch, value)
+            except _Refused:
+                pass
+        raise _Refused
+    kind = node.get("type")
+    if kind == "object":
+        return _object(node, value)
+    if kind == "array":
+        return _array(node, value)
+    if kind == "null":
+        _require(value is None)
+    elif kind == "boolean":
+        _require(type(value) is bool)
+    elif kind == "string":
+        _require(type(value) is str)
+        _require("const" not in node or value == node["const"])
+        _require("enum" not in node or value in node["enum"])
+    elif kind == "integer":
+        _require(type(value) is int)
+        _bounds(node, value)
+    elif kind == "number":  # an int becomes a float, as in Pydantic; only where that is exact
+        _require(type(value) is float and math.isfinite(value) or type(value) is int and abs(value) <= 2**53)
+        _bounds(node, value)
+        return float(value)
+    else:
+        raise _Refused
+    return value
+
+
+def _require(condition: bool) -> None:
+    if not condition:
+        raise _Refused
+
+
+def _bounds(node: dict[str, Any], value: float) -> None:
+    _require(value >= node.get("minimum", value) and value <= node.get("maximum", value))
+    _require("exclusiveMinimum" not in node or value > node["exclusiveMinimum"])
+    _require("exclusiveMaximum" not in node or value < node["exclusiveMaximum"])
+
+
+def _array(node: dict[str, Any], value: Any) -> Any:
+    _require(type(value) is list)
+    if "prefixItems" in node:  # a fixed-length tuple: (h, w), (C, H, W)
+        _require(node.get("minItems") == node.get("maxItems") == len(value) == len(node["prefixItems"]))
+        return tuple(_value(item, v) for item, v in zip(node["prefixItems"], value, strict=True))
+    _require("items" in node and "minItems" not in node and "maxItems" not in node)
+    return [_value(node["items"], v) for v in value]
+
+
+def _object(node: dict[str, Any], value: Any) -> dict[str, Any]:
+    _require(type(value) is dict and node.get("additionalProperties") is False)
+    properties = node.get("properties")
+    _require(type(properties) is dict)
+    _require(set(value) <= set(properties) and set(node.get("required", ())) <= set(value))
+    out = {}
+    for key, sub in properties.items():
+        if key in value:
+            out[key] = _value(sub, value[key])
+        else:  # a default the schema can state (not a list made per instance, like layers=[])
+            _require("default" in sub and not isinstance(sub["default"], list | dict))
+            out[key] = sub["default"]
+    return out
+
+
+def _layer(node: dict[str, Any], value: Any) -> dict[str, Any]:
+    """One item of the discriminated union: ``type`` (any case) picks the model."""
+    mapping = node["discriminator"]["mapping"]
+    _require(node["discriminator"].get("propertyName") == "type" and type(value) is dict)
+    _require(type(value.get("type")) is str)
+    canonical = {name.lower(): name for name in mapping}.get(value["type"].lower())
+    _require(canonical is not None)
+    return _object(_resolve(mapping[canonical]), {**value, "type": canonical})
+
+
+def _resolve(ref: str) -> dict[str, Any]:
+    prefix = "#/$defs/"
+    _require(ref.startswith(prefix) and ref[len(prefix) :] in schema()["$defs"])
+    return schema()["$defs"][ref[len(prefix) :]]

@@ -1,0 +1,195 @@
+"""The plain validator (``convcalc shape`` without Pydantic) against the Pydantic models.
+
+Pydantic decides: whenever ``specfile.plain_network`` answers, ``spec.network_from_data`` must
+accept the same data and give the same network (same values, same Python types), and the engine
+must give the same analysis on both. Hypothesis draws spec data that is mostly plausible (so
+both paths answer often) with junk mixed in (so the refusals are exercised too).
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import subprocess
+import sys
+
+import pytest
+import yaml
+from hypothesis import HealthCheck, event, given, settings
+from hypothesis import strategies as st
+
+from convcalc import engine, render, specfile
+from convcalc import spec as S
+from tests.conftest import ROOT, SHIPPED_SPECS
+
+
+def plain_data(network) -> dict:
+    """A network as nested plain data, each leaf tagged with its type (1 and 1.0 differ)."""
+
+    def tag(value):
+        if isinstance(value, tuple | list):
+            return (type(value).__name__, [tag(item) for item in value])
+        if isinstance(value, float) and math.isnan(value):
+            return ("float", "nan")
+        return (type(value).__name__, value)
+
+    layers = [layer.model_dump() if hasattr(layer, "model_dump") else vars(layer) for layer in network.layers]
+    return {
+        "name": tag(network.name),
+        "input": tag(network.input),
+        "layers": [{key: tag(value) for key, value in layer.items()} for layer in layers],
+    }
+
+
+def both(data):
+    """(plain network or None, Pydantic network or None)."""
+    try:
+        model = S.network_from_data(data)
+    except S.SpecError:
+        model = None
+    return specfile.plain_network(data), model
+
+
+def test_the_shipped_schema_is_the_models_schema():
+    shipped = json.loads((ROOT / "convcalc" / "spec.schema.json").read_text())
+    assert shipped == S.json_schema(), "regenerate it: convcalc schema > convcalc/spec.schema.json"
+
+
+def test_the_engine_handles_every_layer_type():
+    assert set(engine._HANDLERS) == set(S.LAYER_CLASSES)
+
+
+@pytest.mark.parametrize("path", SHIPPED_SPECS, ids=lambda p: p.name)
+def test_shipped_specs_take_the_plain_path_to_the_same_analysis(path):
+    data = yaml.safe_load(path.read_text())
+    plain, model = both(data)
+    assert plain is not None and model is not None
+    assert plain_data(plain) == plain_data(model)
+    assert render.to_json(engine.analyze(plain)) == render.to_json(engine.analyze(model))
+
+
+@pytest.mark.parametrize(
+    "layer",
+    [
+        {"type": "Conv2d", "out_channels": 4, "kernel_size": 3.0},  # Pydantic refuses
+        {"type": "Conv2d", "out_channels": 4, "kernel_size": "3"},
+        {"type": "Linear", "out_features": 4, "bias": "yes"},  # Pydantic's lax bool takes it
+        {"type": "Flatten", "start_dim": 1.0},  # Pydantic's lax int takes it
+        {"type": "Dropout", "p": True},
+        {"type": "Conv2d", "out_channels": 4, "kernel_size": 3, "padding": "auto", "output_shape": [4, 8, 8]},
+        {"type": "ReLU", "name": "train"},
+        {"type": "ReLU", "name": "2nd"},
+        {"type": "Relu6"},
+        {"type": "ReLU", "inplace": True},
+    ],
+)
+def test_what_the_plain_path_leaves_to_pydantic(layer):
+    """Errors, values Pydantic may coerce, and padding: auto: Pydantic decides (and words the error)."""
+    assert specfile.plain_network({"input": [1, 8, 8], "layers": [layer]}) is None
+
+
+def test_case_defaults_and_pairs_are_pydantics():
+    data = {"input": [3, 32, 32], "layers": [{"type": "conv2D", "out_channels": 8, "kernel_size": [3, 5]}]}
+    plain, model = both(data)
+    assert plain_data(plain) == plain_data(model)
+    assert plain.layers[0].type == "Conv2d" and plain.layers[0].kernel_size == (3, 5)
+
+
+# --------------------------------------------------------------------------------------
+# Hypothesis: mostly plausible spec data, with junk mixed in
+
+JUNK = st.one_of(
+    st.floats(allow_nan=True, allow_infinity=True),
+    st.integers(-(2**60), 2**60),
+    st.booleans(),
+    st.none(),
+    st.sampled_from(["3", "same", "auto", "x", "", "none"]),
+    st.lists(st.integers(-1, 9), max_size=4),
+    st.lists(st.booleans(), min_size=2, max_size=2),
+    st.dictionaries(st.sampled_from(["a", "type"]), st.integers(0, 3), max_size=2),
+)
+SMALL = st.integers(1, 6)
+PAIR = st.one_of(SMALL, st.lists(SMALL, min_size=2, max_size=2))
+PAD = st.one_of(st.integers(0, 3), st.lists(st.integers(0, 3), min_size=2, max_size=2))
+BOOL = st.booleans()
+UNIT = st.one_of(st.floats(0, 1), st.sampled_from([0, 1]))
+PLAUSIBLE = {
+    **dict.fromkeys(["out_channels", "in_channels", "in_features", "out_features", "num_features"], SMALL),
+    "groups": st.sampled_from([1, 1, 2]),
+    **dict.fromkeys(["kernel_size", "stride", "dilation", "output_size"], PAIR),
+    "padding": st.one_of(PAD, st.sampled_from(["same", "valid", "auto"])),
+    "output_padding": PAD,
+    "output_shape": st.lists(st.integers(1, 9), min_size=2, max_size=3),
+    **dict.fromkeys(
+        ["bias", "affine", "ceil_mode", "count_include_pad", "track_running_stats"], st.booleans()
+    ),
+    **dict.fromkeys(["p", "momentum"], UNIT),
+    "eps": st.one_of(st.floats(1e-6, 1), st.just(1)),
+    **dict.fromkeys(["negative_slope", "alpha"], st.one_of(st.floats(-2, 2), st.integers(-2, 2))),
+    **dict.fromkeys(["start_dim", "end_dim"], st.integers(-4, 4)),
+    "dim": st.one_of(st.integers(-4, 4), st.none()),
+    "approximate": st.sampled_from(["none", "tanh"]),
+    "name": st.sampled_from([None, None, None, "a", "b", "conv2d_0", "relu_1", "train", "class", "2x", "_x"]),
+}
+
+
+def mostly(draw, plausible):
+    """A plausible value, or one time in twenty junk."""
+    return draw(JUNK) if draw(st.integers(0, 19)) == 0 else draw(plausible)
+
+
+@st.composite
+def layer_data(draw):
+    kind = draw(st.sampled_from(sorted(S.LAYER_CLASSES)))
+    fields = [f for f in S.LAYER_CLASSES[kind].model_fields if f != "type"]
+    spelling = draw(st.sampled_from([kind, kind.lower(), kind.upper()]))
+    layer = {"type": mostly(draw, st.just(spelling))}
+    required = [f for f in fields if S.LAYER_CLASSES[kind].model_fields[f].is_required()]
+    chosen = required + draw(st.lists(st.sampled_from(fields), max_size=3, unique=True))
+    for name in chosen:
+        layer[name] = mostly(draw, PLAUSIBLE[name])
+    if draw(st.integers(0, 19)) == 0:
+        layer[draw(st.sampled_from(["kernal_size", "inplace", "padding_mode"]))] = 1
+    if draw(st.integers(0, 19)) == 0:
+        del layer[draw(st.sampled_from(sorted(layer)))]
+    return layer
+
+
+@st.composite
+def spec_data(draw):
+    data = {
+        "name": mostly(draw, st.sampled_from(["net", "lenet"])),
+        "input": mostly(draw, st.lists(st.integers(1, 12), min_size=3, max_size=3)),
+        "layers": draw(st.lists(layer_data(), max_size=5)),
+    }
+    if draw(st.integers(0, 9)) == 0:
+        del data[draw(st.sampled_from(["name", "input", "layers"]))]
+    if draw(st.integers(0, 19)) == 0:
+        data["inputs"] = [1, 2, 3]
+    return data
+
+
+@settings(max_examples=400, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(spec_data())
+def test_the_plain_path_agrees_with_pydantic(data):
+    plain, model = both(data)
+    event("plain" if plain is not None else "pydantic accepts" if model is not None else "refused")
+    if plain is None:
+        return
+    assert model is not None, "the plain path accepted what Pydantic refuses"
+    assert plain_data(plain) == plain_data(model)
+    assert render.to_json(engine.analyze(plain)) == render.to_json(engine.analyze(model))
+
+
+def test_shape_never_imports_pydantic_for_a_valid_spec():
+    code = (
+        "import sys\n"
+        "from convcalc.cli import main\n"
+        f"for spec in {[str(p) for p in SHIPPED_SPECS]!r}:\n"
+        "    try:\n        main(['shape', spec, '--json'])\n"
+        "    except SystemExit as exit:\n        assert exit.code == 0, exit.code\n"
+        "bad = sorted(m for m in sys.modules if m.split('.')[0] in ('pydantic', 'torch', 'textual'))\n"
+        "assert not bad, bad\n"
+    )
+    result = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True)
+    assert result.returncode == 0, result.stderr
