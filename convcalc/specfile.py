@@ -203,6 +203,7 @@ def _value(node: dict[str, Any], value: Any) -> Any:
         return _value(_resolve(node["$ref"]), value)
     if "discriminator" in node:
         return _layer(node, value)
+    _require("oneOf" not in node)  # only as the discriminated union's list of models
     if "anyOf" in node:
         for branch in node["anyOf"]:  # our unions' branches take disjoint Python types
             try:
@@ -221,17 +222,18 @@ def _value(node: dict[str, Any], value: Any) -> Any:
         _require(type(value) is bool)
     elif kind == "string":
         _require(type(value) is str)
-        _require("const" not in node or value == node["const"])
-        _require("enum" not in node or value in node["enum"])
     elif kind == "integer":
         _require(type(value) is int)
         _bounds(node, value)
     elif kind == "number":  # an int becomes a float, as in Pydantic; only where that is exact
         _require(type(value) is float and math.isfinite(value) or type(value) is int and abs(value) <= 2**53)
         _bounds(node, value)
-        return float(value)
+        value = float(value)
     else:
         raise _Refused
+    # a Literal: the value must be one of them, and of the same type (True == 1 in Python)
+    choices = [node["const"]] if "const" in node else node.get("enum")
+    _require(choices is None or any(type(c) is type(value) and c == value for c in choices))
     return value
 
 

@@ -88,6 +88,16 @@ def test_what_the_plain_path_leaves_to_pydantic(layer):
     assert specfile.plain_network({"input": [1, 8, 8], "layers": [layer]}) is None
 
 
+def test_a_schema_rule_the_reader_does_not_know_sends_the_spec_to_pydantic(monkeypatch):
+    """A constraint added to the models later (here multipleOf) must not be skipped silently."""
+    data = yaml.safe_load((ROOT / "specs" / "lenet.yaml").read_text())
+    assert specfile.plain_network(data) is not None
+    changed = json.loads(json.dumps(specfile.schema()))
+    changed["$defs"]["Conv2d"]["properties"]["out_channels"]["multipleOf"] = 4
+    monkeypatch.setattr(specfile, "schema", lambda: changed)
+    assert specfile.plain_network(data) is None
+
+
 def test_case_defaults_and_pairs_are_pydantics():
     data = {"input": [3, 32, 32], "layers": [{"type": "conv2D", "out_channels": 8, "kernel_size": [3, 5]}]}
     plain, model = both(data)
