@@ -169,9 +169,15 @@ def same_padding(k: int, d: int) -> tuple[int, int]:
     return total // 2, total - total // 2
 
 
-def adaptive_bins(n: int, out: int) -> list[tuple[int, int]]:
-    """Adaptive pooling windows [start, end) per output unit (ATen's start_index/end_index)."""
-    return [((i * n) // out, -((-(i + 1) * n) // out)) for i in range(out)]
+def adaptive_window(n: int, out: int, i: int) -> tuple[int, int]:
+    """Adaptive pooling's window [start, end) for output unit i (ATen's start_index/end_index)."""
+    return (i * n) // out, -((-(i + 1) * n) // out)
+
+
+# Receptive-field bounds below are computed window by window up to this many steps; past it a
+# closed-form bound with the same guarantee is used, so a huge stride or output_size typed
+# into the TUI cannot stall the recompute.
+EXACT_STEPS = 100_000
 
 
 def unseen(n: int, k: int, s: int, pad_l: int, pad_r: int, d: int, out: int) -> int:
@@ -196,11 +202,14 @@ def rf_transposed(rf: RF, k: int, s: int, p: int, d: int) -> RF:
     apart), so the size is the upper bound that keeps every later layer's field a bound too:
     any m neighbouring outputs see inputs at most (size−r)/j + (m−1)/s units apart."""
     k_eff = d * (k - 1) + 1
-    slack = _window_slack(
-        lambda q: [(q + p - t * d) // s for t in range(k) if (q + p - t * d) % s == 0],
-        [(first, s + k_eff) for first in range(s)],  # the pattern repeats every s outputs
-        step=1 / s,
-    )
+    if s * (s + k_eff) * k <= EXACT_STEPS:
+        slack = _window_slack(
+            lambda q: [(q + p - t * d) // s for t in range(k) if (q + p - t * d) % s == 0],
+            [(first, s + k_eff) for first in range(s)],  # the pattern repeats every s outputs
+            step=1 / s,
+        )
+    else:  # outputs q..q+m−1 see inputs within [(q+p−(k̂−1))/s, (q+m−1+p)/s]: (m−1+k̂−1)/s apart
+        slack = (k_eff - 1) / s
     return RF(
         size=rf.size + slack * rf.jump,
         jump=rf.jump / s,
@@ -208,16 +217,27 @@ def rf_transposed(rf: RF, k: int, s: int, p: int, d: int) -> RF:
     )
 
 
-def rf_adaptive(rf: RF, bins: list[tuple[int, int]]) -> RF:
-    """An adaptive pool with windows ``bins`` on one axis. When the output divides the input the
-    windows are a regular pool (k = s = n/o) and this is exact. Otherwise the jump spaces the
-    first and last windows' centres exactly (the ones between approximately) and the size is the
-    upper bound that keeps later layers' fields bounds too."""
-    centres = [(start + end - 1) / 2 for start, end in bins]  # in units of the previous layer
-    step = (centres[-1] - centres[0]) / (len(bins) - 1) if len(bins) > 1 else 1
-    windows = [(i, len(bins) - i) for i in range(len(bins))]
-    slack = _window_slack(lambda i: [bins[i][0], bins[i][1] - 1], windows, step)
-    return RF(size=rf.size + slack * rf.jump, jump=rf.jump * step, start=rf.start + centres[0] * rf.jump)
+def rf_adaptive(rf: RF, n: int, out: int) -> RF:
+    """An adaptive pool from n to ``out`` > 1 units on one axis. When the output divides the
+    input the windows are a regular pool (k = s = n/o) and this is exact. Otherwise the jump
+    spaces the first and last windows' centres exactly (the ones between approximately) and the
+    size is the upper bound that keeps later layers' fields bounds too."""
+    first_end = -(-n // out)  # window 0 is [0, ⌈n/o⌉); the last is [n − ⌈n/o⌉, n)
+    centre_first, centre_last = (first_end - 1) / 2, (n - first_end + n - 1) / 2
+    step = (centre_last - centre_first) / (out - 1)  # in units of the previous layer
+    if n % out == 0:  # windows of n/o every n/o: a regular pool
+        slack = n // out - 1
+    elif out <= EXACT_STEPS:
+        # windows only move right, so m neighbouring units i−m+1..i span from the first one's
+        # start to the last one's end: the slack is max over j ≤ i of end_i − start_j − (i−j)·step
+        slack, low = 0.0, math.inf
+        for i in range(out):
+            start, end = adaptive_window(n, out, i)
+            low = min(low, start - i * step)
+            slack = max(slack, end - 1 - i * step - low)
+    else:  # end_i − start_j < (i−j+1)·n/o + 1 and step ≤ n/o: the slack is below ⌈n/o⌉ + 1
+        slack = first_end + 1
+    return RF(size=rf.size + slack * rf.jump, jump=rf.jump * step, start=rf.start + centre_first * rf.jump)
 
 
 def _window_slack(sources: Callable[[int], list[int]], windows: list[tuple[int, int]], step: float) -> float:
@@ -549,17 +569,15 @@ def _adaptive_pool(ctx: _Ctx, layer, shape, rf, n_in) -> _Out:
     o = pair(layer.output_size)
     new_rf = []
     for a, (n, out) in enumerate(zip((h, w), o, strict=False)):
-        bins = adaptive_bins(n, out)
-        if out == 1:
-            new_rf.append(rf_global(rf[a], n, n_in[a]))
-        else:
-            new_rf.append(rf_adaptive(rf[a], bins))
-        ctx.explain.append(f"{'HW'[a]} = output_size = {out} (windows of {_bin_sizes(bins)} from {n})")
+        new_rf.append(rf_global(rf[a], n, n_in[a]) if out == 1 else rf_adaptive(rf[a], n, out))
+        ctx.explain.append(f"{'HW'[a]} = output_size = {out} (windows of {_window_sizes(n, out)} from {n})")
     return _Out((c, o[0], o[1]), tuple(new_rf))
 
 
-def _bin_sizes(bins: list[tuple[int, int]]) -> str:
-    sizes = sorted({end - start for start, end in bins})
+def _window_sizes(n: int, out: int) -> str:
+    if out > EXACT_STEPS:
+        return f"at most {-(-n // out) + 1}"
+    sizes = sorted({end - start for start, end in (adaptive_window(n, out, i) for i in range(out))})
     return " or ".join(str(v) for v in sizes)
 
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+from unittest import mock
 
 import pytest
 import torch
@@ -18,6 +19,7 @@ from torch import nn
 from torch.utils.flop_counter import FlopCounterMode
 
 import convcalc.check as check_module
+from convcalc import engine
 from convcalc import spec as S
 from convcalc.build import BuildError, build_model
 from convcalc.check import check, probe_fields, report_json, report_text
@@ -122,6 +124,18 @@ def networks(draw):
 def test_drawn_stacks_pass_check(network):
     report = check(network)
     assert len(report.analysis.rows) >= 3
+    assert report.ok, "\n".join(str(c) for c in report.mismatches)
+
+
+@settings(
+    max_examples=40, deadline=None, suppress_health_check=[HealthCheck.too_slow, HealthCheck.filter_too_much]
+)
+@given(networks())
+def test_drawn_stacks_pass_check_with_the_closed_form_field_bounds(network):
+    """Past engine.EXACT_STEPS the engine bounds uneven fields (ConvTranspose2d, adaptive pools)
+    in closed form instead of window by window: torch's probe must still find them inside."""
+    with mock.patch.object(engine, "EXACT_STEPS", 0):
+        report = check(network)
     assert report.ok, "\n".join(str(c) for c in report.mismatches)
 
 

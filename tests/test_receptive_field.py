@@ -16,16 +16,19 @@ pools included, so the connectivity of the real stack must equal the probe's.
 
 from __future__ import annotations
 
+from unittest import mock
+
 import pytest
 import torch
 from hypothesis import HealthCheck, assume, event, given, settings
 from hypothesis import strategies as st
 from torch import nn
 
+from convcalc import engine
 from convcalc import spec as S
 from convcalc.build import module_kwargs
 from convcalc.check import check, probe_fields
-from convcalc.engine import analyze
+from convcalc.engine import RF, analyze
 
 torch.set_num_threads(1)
 SETTINGS = settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
@@ -177,3 +180,49 @@ def test_adaptive_pool_first_and_last_windows_are_exact(n, out):
         centre = rf.start + unit * rf.jump
         assert centre == (lo + hi) / 2, f"unit {unit}: engine centre {centre}, torch field {lo}..{hi}"
         assert hi - lo + 1 <= rf.size
+
+
+def window_slack_by_definition(n: int, out: int) -> float:
+    """rf_adaptive's slack straight from its definition: over every run of neighbouring units
+    j..i, the distance between the farthest input pixels their windows see, minus (i−j)·step."""
+    windows = [engine.adaptive_window(n, out, i) for i in range(out)]
+    first_end = windows[0][1]
+    step = ((n - first_end + n - 1) / 2 - (first_end - 1) / 2) / (out - 1)
+    return max(
+        max(windows[k][1] - 1 for k in range(j, i + 1))
+        - min(windows[k][0] for k in range(j, i + 1))
+        - (i - j) * step
+        for j in range(out)
+        for i in range(j, out)
+    )
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.integers(1, 60), st.integers(2, 60))
+def test_adaptive_slack_is_its_definition_and_the_closed_form_bounds_it(n, out):
+    exact = engine.rf_adaptive(RF(1, 1, 0.0), n, out).size - 1
+    assert exact == pytest.approx(window_slack_by_definition(n, out), abs=1e-9)
+    with mock.patch.object(engine, "EXACT_STEPS", 0):
+        bound = engine.rf_adaptive(RF(1, 1, 0.0), n, out).size - 1
+    assert bound >= exact - 1e-9 and (bound == exact if n % out == 0 else bound <= -(-n // out) + 1)
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.integers(1, 7), st.integers(1, 6), st.integers(0, 6), st.integers(1, 3))
+def test_transposed_closed_form_bound_holds(k, s, p, d):
+    exact = engine.rf_transposed(RF(1, 1, 0.0), k, s, p, d)
+    with mock.patch.object(engine, "EXACT_STEPS", 0):
+        bound = engine.rf_transposed(RF(1, 1, 0.0), k, s, p, d)
+    assert (bound.jump, bound.start) == (exact.jump, exact.start)
+    assert bound.size >= exact.size - 1e-9
+
+
+def test_huge_windows_take_the_closed_form():
+    """An output_size or stride typed into the TUI one digit at a time must not stall it: these
+    are computed in closed form (the window-by-window work would take hours)."""
+    wide = S.Network(input=(1, 12, 12), layers=[S.AdaptiveAvgPool2d(output_size=10**9)])
+    assert analyze(wide).rows[0].receptive_field[0].size == 3  # r = 1 + slack, slack < ⌈12/10⁹⌉ + 1
+    strided = S.Network(
+        input=(1, 4, 4), layers=[S.ConvTranspose2d(out_channels=1, kernel_size=3, stride=10**6)]
+    )
+    assert analyze(strided).rows[0].receptive_field[0].size == 1 + 2 / 10**6
