@@ -170,8 +170,8 @@ def summary_command(spec: str, input_size: str | None) -> None:
 @click.option("--in", "in_size", required=True, metavar="N|HxW", help="Input size: 28 (one axis) or 28x32.")
 @click.option("--out", "out_size", metavar="N|HxW", help="Wanted output size: list the layers that give it.")
 @click.option("--rf", type=int, metavar="N", help="Wanted receptive field: propose stacks.")
-@click.option("--kernel", metavar="K|KHxKW", help="Fix kernel_size (default: search 1-11).")
-@click.option("--stride", metavar="S|SHxSW", help="Fix stride (default: search 1-4).")
+@click.option("--kernel", metavar="K|KHxKW", help="Fix kernel_size (default: search 1 to max(11, r)).")
+@click.option("--stride", metavar="S|SHxSW", help="Fix stride (default: search 1 to max(4, r)).")
 @click.option("--dilation", metavar="D|DHxDW", help="Fix dilation (default: 1).")
 @click.option("--transposed", is_flag=True, help="ConvTranspose2d (upsampling) settings.")
 @click.option("--pool", type=click.Choice(["max", "avg"]), help="Pool settings instead of Conv2d.")
@@ -188,6 +188,8 @@ def solve_command(in_size: str, out_size: str | None, rf: int | None, kernel: st
     convcalc solve --in 28x32 --out 14x16 --pool max
     convcalc solve --in 7 --out 14 --transposed    ConvTranspose2d, output_padding included
     convcalc solve --in 224 --rf 100              short stacks with that receptive field
+
+    r = ⌈larger / smaller⌉ of the --in and --out sizes.
     """
     from convcalc import solve
 

@@ -50,6 +50,10 @@ from convcalc.errors import ConvcalcError
 KINDS = ("Conv2d", "ConvTranspose2d", "MaxPool2d", "AvgPool2d")
 POOLS = ("MaxPool2d", "AvgPool2d")
 MIN_KERNEL_BOUND, MIN_STRIDE_BOUND = 11, 4
+# Most (kernel_size, stride) pairs searched at once (64 × 64: 64 → 1 lists 23k settings in ~7 s),
+# and most paddings or output_paddings tried for one of them: past these a search would take
+# minutes or hours (224 → 1, a stride of 10⁹ typed into the TUI) and list more than anyone reads.
+MAX_PAIRS, MAX_STEPS = 64 * 64, 100_000
 
 
 class SolveError(ConvcalcError):
@@ -112,7 +116,26 @@ def search_ranges(
     r = -(-max(n, out) // min(n, out))
     kernels = (kernel,) if kernel else range(1, max(MIN_KERNEL_BOUND, r) + 1)
     strides = (stride,) if stride else range(1, max(MIN_STRIDE_BOUND, r) + 1)
+    if len(kernels) * len(strides) > MAX_PAIRS:
+        fix = "give the kernel_size or the stride (--kernel, --stride)"
+        if out == 1:
+            fix += ", or for a global pool use AdaptiveAvgPool2d(output_size=1) (or AdaptiveMaxPool2d)"
+        raise SolveError(
+            f"{n} → {out} would search every kernel_size from 1 to {len(kernels)} with every stride "
+            f"from 1 to {len(strides)}: {len(kernels) * len(strides):,} pairs, too many to list",
+            fix,
+        )
     return kernels, strides, (dilation or 1,)
+
+
+def _bounded(values: range, what: str) -> range:
+    """``values`` to try, or a SolveError when there are too many (huge sizes typed in)."""
+    if len(values) > MAX_STEPS:
+        raise SolveError(
+            f"{len(values):,} values of {what} to try: the sizes given are too large to search",
+            "use smaller kernel_size, stride or dilation values",
+        )
+    return values
 
 
 def max_padding(kind: str, k: int, d: int) -> int:
@@ -152,8 +175,12 @@ def solve_axis(
         k_eff = d * (k - 1) + 1
         p_max = max_padding(kind, k, d)
         if kind == "ConvTranspose2d":
-            # out = (n−1)·s − 2p + k̂ + op  ⇒  2p = (n−1)·s + k̂ − out + op
-            ops = range(max(s, d)) if output_padding is None else (output_padding,)
+            # out = (n−1)·s − 2p + k̂ + op  ⇒  2p = (n−1)·s + k̂ − out + op, 0 ≤ p ≤ p_max
+            base = out - (n - 1) * s - k_eff
+            if output_padding is None:
+                ops = _bounded(range(max(0, base), min(max(s, d), base + 2 * p_max + 1)), "output_padding")
+            else:
+                ops = (output_padding,)
             for op in ops:
                 if op >= max(s, d):  # torch: output_padding < max(stride, dilation)
                     continue
@@ -169,7 +196,7 @@ def solve_axis(
             low = (out - 2) * s + 1 if ceil else (out - 1) * s
             high = out * s if ceil else out * s - 1
             p_low = max(0, -(-(low - n + k_eff) // 2))
-            for p in range(p_low, min(p_max, (high - n + k_eff) // 2) + 1):
+            for p in _bounded(range(p_low, min(p_max, (high - n + k_eff) // 2) + 1), "padding"):
                 if n + 2 * p < k_eff or forward(kind, n, k, s, p, d, 0, ceil) != out:
                     continue
                 if ceil and ceil_mode is None and forward(kind, n, k, s, p, d, 0, False) == out:
@@ -201,17 +228,23 @@ def _lost(n: int, k: int, s: int, pad_l: int, pad_r: int, d: int, out: int) -> i
 
 
 def reachable(kind: str, n: int, out_hint: int, **fixed: Any) -> list[int]:
-    """Every output size one layer of ``kind`` reaches from ``n`` within the bounds for
-    ``n → out_hint``, with ``fixed`` (kernel, stride, dilation, output_padding, ceil_mode)."""
+    """The output sizes one layer of ``kind`` reaches from ``n`` within the bounds for
+    ``n → out_hint``, with ``fixed`` (kernel, stride, dilation, output_padding, ceil_mode):
+    every one, except that of a run of sizes (output_padding) only the ends and the two
+    neighbours of ``out_hint`` are listed, which keeps the nearest ones."""
     kernels, strides, dilations = search_ranges(
         n, out_hint, fixed.get("kernel"), fixed.get("stride"), fixed.get("dilation")
     )
     sizes = set()
     for k, s, d in itertools.product(kernels, strides, dilations):
-        for p in range(max_padding(kind, k, d) + 1):
+        for p in _bounded(range(max_padding(kind, k, d) + 1), "padding"):
             if kind == "ConvTranspose2d":
-                ops = range(max(s, d)) if fixed.get("output_padding") is None else (fixed["output_padding"],)
-                sizes.update(forward(kind, n, k, s, p, d, op) for op in ops)
+                # output_padding 0..max(s, d)−1 adds 0..max(s, d)−1 to the size: a run of sizes,
+                # of which only the ends and those next to out_hint can be the nearest
+                op = fixed.get("output_padding")
+                low = forward(kind, n, k, s, p, d, 0 if op is None else op)
+                high = low if op is not None else low + max(s, d) - 1
+                sizes.update({low, high} | {v for v in (out_hint - 1, out_hint + 1) if low <= v <= high})
             elif n + 2 * p >= d * (k - 1) + 1:
                 modes = (False, True) if fixed.get("ceil_mode") is None else (fixed["ceil_mode"],)
                 sizes.update(forward(kind, n, k, s, p, d, 0, ceil) for ceil in modes)

@@ -11,6 +11,7 @@ from __future__ import annotations
 import dataclasses
 import itertools
 import json
+import re
 import subprocess
 import sys
 import warnings
@@ -187,11 +188,42 @@ def brute_force(kind: str, n: int, out: int, kernel=None, stride=None, dilation=
 )
 def test_solver_finds_exactly_what_brute_force_finds(kind, n, out, kernel, stride, dilation):
     dilation = 1 if kind == "AvgPool2d" else dilation
+    kernels, strides = (max(solve.MIN_KERNEL_BOUND, -(-max(n, out) // min(n, out))),) * 2
+    if kernel is None and stride is None and kernels * strides > solve.MAX_PAIRS:
+        with pytest.raises(solve.SolveError, match="too many to list"):
+            solve.solve_axis(kind, n, out, kernel, stride, dilation)
+        return
     got = {
         (a.kernel, a.stride, a.padding, a.dilation, a.output_padding, a.ceil_mode)
         for a in solve.solve_axis(kind, n, out, kernel, stride, dilation)
     }
     assert got == brute_force(kind, n, out, kernel, stride, dilation)
+
+
+@pytest.mark.parametrize(
+    ("kind", "n", "out", "fixed", "words"),
+    [
+        ("Conv2d", 224, 1, {}, "AdaptiveAvgPool2d(output_size=1)"),
+        ("MaxPool2d", 200, 2, {}, "give the kernel_size or the stride (--kernel, --stride)"),
+        ("Conv2d", 10**6, 1, {"kernel": 10**6, "stride": 10**6}, "values of padding to try"),
+        ("ConvTranspose2d", 1, 10**9 + 5, {"kernel": 10**9, "stride": 10**9}, "values of output_padding"),
+    ],
+)
+def test_searches_too_large_to_be_useful_are_refused(kind, n, out, fixed, words):
+    """224 → 1 took minutes, and huge values typed into the TUI hours: now a clear error."""
+    with pytest.raises(solve.SolveError, match=re.escape(words)):
+        solve.solve_axis(kind, n, out, **fixed)
+
+
+def test_nearest_sizes_of_a_huge_kernel_are_refused_not_searched():
+    with pytest.raises(solve.SolveError, match="values of padding to try"):
+        solve.reachable("MaxPool2d", 28, 5, kernel=10**8)
+
+
+def test_nearest_sizes_of_a_huge_transposed_stride_are_found():
+    """output_padding 0..10⁹−1 is a run of sizes: its ends stand for it (no 10⁹-long loop)."""
+    sizes = solve.reachable("ConvTranspose2d", 28, 5, kernel=3, stride=10**9)
+    assert min(sizes) == 27 * 10**9 + 3 - 2 and max(sizes) == 28 * 10**9 + 3 - 1
 
 
 def test_brute_force_is_not_vacuous():
