@@ -219,12 +219,22 @@ def _lost(n: int, k: int, s: int, pad_l: int, pad_r: int, d: int, out: int) -> i
     trailing = unseen(n, k, s, pad_l, pad_r, d, out)
     if d == 1 and s <= k and pad_l < k:  # windows touch and the first covers pixel 0
         return trailing
-    seen = bytearray(n)
-    for start in range(-pad_l, (out - 1) * s - pad_l + 1, s):
-        for x in range(start, start + d * (k - 1) + 1, d):
-            if 0 <= x < n:
-                seen[x] = 1
-    return n - sum(seen)
+    k_eff = d * (k - 1) + 1
+    # only windows that overlap the input, and of each only the taps on it, are walked
+    first = max(0, -(-(pad_l - k_eff + 1) // s))
+    windows = _bounded(range(first, min(out - 1, (n - 1 + pad_l) // s) + 1), "windows")
+    if len(windows) * min(k, n // d + 1) > 10 * MAX_STEPS:
+        raise SolveError(
+            f"{len(windows):,} windows of {k} taps to check for pixels they miss: the sizes given are "
+            "too large to search",
+            "use smaller kernel_size, stride or dilation values",
+        )
+    seen: set[int] = set()
+    for i in windows:
+        start = i * s - pad_l
+        tap = start + -(-max(0, -start) // d) * d  # the first tap at or after pixel 0
+        seen.update(range(tap, min(start + k_eff, n), d))
+    return n - len(seen)
 
 
 def reachable(kind: str, n: int, out_hint: int, **fixed: Any) -> list[int]:

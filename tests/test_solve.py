@@ -704,3 +704,22 @@ def test_solve_layer_reports_the_axis_that_really_blocks():
         solve.solve_layer(layer, (28, 28), (14, 31))
     message = str(info.value)
     assert "maps 28 to 31 on the width" in message and "--stride" not in message
+
+
+@pytest.mark.parametrize(
+    "layer",
+    [  # found by a fuzz of huge values: each took from 14 s to hours before
+        {"type": "Conv2d", "out_channels": 1, "kernel_size": 10**9, "dilation": 5, "padding": "auto",
+         "output_shape": [1, 10**6]},
+        {"type": "Conv2d", "out_channels": 5, "kernel_size": 5, "stride": 5, "dilation": 10**9,
+         "padding": "auto", "output_shape": [2, 10**9]},
+        {"type": "ConvTranspose2d", "out_channels": 2, "kernel_size": 3, "stride": 10**9, "padding": "auto",
+         "output_shape": [5, 5]},
+    ],
+)  # fmt: skip
+def test_padding_auto_with_huge_values_answers(layer):
+    network = S.network_from_data({"input": [1, 2, 10**6], "layers": [layer]})
+    row = analyze(network).rows[0]
+    assert row.errors or row.output_shape is not None
+    if row.errors:
+        assert "too large to search" in str(row.errors[0]) or "padding: auto cannot" in str(row.errors[0])
