@@ -201,13 +201,16 @@ def test_text_from_the_spec_is_printed_as_written(tmp_path):
     assert result.returncode == 0 and "net:smile:[bold]x" in result.stdout
 
 
-def test_shape_imports_neither_torch_nor_textual():
+def test_shape_imports_neither_torch_nor_textual_nor_pydantic():
+    """torch and textual never; pydantic not for a valid spec (specfile's plain path)."""
     code = (
         "import sys\n"
         "from convcalc.cli import main\n"
-        "try:\n    main(['shape', 'specs/vgg16.yaml', '--json'])\n"
-        "except SystemExit as exit:\n    assert exit.code == 0, exit.code\n"
-        "bad = sorted(m for m in sys.modules if m.split('.')[0] in ('torch', 'textual', 'torchinfo'))\n"
+        f"for spec in {[str(p) for p in SHIPPED_SPECS]!r}:\n"
+        "    try:\n        main(['shape', spec, '--json'])\n"
+        "    except SystemExit as exit:\n        assert exit.code == 0, exit.code\n"
+        "loaded = {m.split('.')[0] for m in sys.modules}\n"
+        "bad = sorted(loaded & {'pydantic', 'torch', 'torchinfo', 'textual'})\n"
         "assert not bad, bad\n"
     )
     result = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True)
