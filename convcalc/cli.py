@@ -55,10 +55,10 @@ def _load(spec_path: str, input_override: tuple[int, ...] | None = None, plain: 
         network = network_from_data(data, source, layer_lines)
     if input_override is not None:
         shape = input_override if len(input_override) == 3 else (network.input[0], *input_override)
-        if plain and not hasattr(network, "model_copy"):
-            network.input = tuple(shape)  # a plain namespace made by this call
-        else:
+        if hasattr(network, "model_copy"):
             network = network.model_copy(update={"input": tuple(shape)})
+        else:
+            network.input = tuple(shape)  # the plain namespace this call made
     return network
 
 
