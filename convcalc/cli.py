@@ -176,7 +176,11 @@ def summary_command(spec: str, input_size: str | None) -> None:
 @click.option("--transposed", is_flag=True, help="ConvTranspose2d (upsampling) settings.")
 @click.option("--pool", type=click.Choice(["max", "avg"]), help="Pool settings instead of Conv2d.")
 @click.option("--channels", type=int, help="With --rf: channels of stage 1, doubled per stage. [default: 64]")
-@click.option("--limit", type=int, help="With --rf: how many stacks to propose.  [default: 10]")
+@click.option(
+    "--limit",
+    type=int,
+    help="How many settings (--out; default 40) or stacks (--rf; default 10) to show; 0: all.",
+)
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON object.")
 def solve_command(in_size: str, out_size: str | None, rf: int | None, kernel: str | None, stride: str | None,
                   dilation: str | None, transposed: bool, pool: str | None, channels: int | None,

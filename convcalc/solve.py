@@ -54,6 +54,7 @@ MIN_KERNEL_BOUND, MIN_STRIDE_BOUND = 11, 4
 # and most paddings or output_paddings tried for one of them: past these a search would take
 # minutes or hours (224 → 1, a stride of 10⁹ typed into the TUI) and list more than anyone reads.
 MAX_PAIRS, MAX_STEPS = 64 * 64, 100_000
+SIZE_ROWS = 40  # settings a `solve --out` table shows unless --limit says otherwise
 
 
 class SolveError(ConvcalcError):
@@ -843,6 +844,7 @@ class SizeAnswer:
     out_hw: tuple[int, ...]
     settings: list[Setting]
     bounds: dict[str, str]
+    limit: int = 0  # rows the table shows (the JSON has every setting); 0: all
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -862,14 +864,16 @@ class SizeAnswer:
             f"{self.type}: {fmt_shape(self.in_hw)} → {fmt_shape(self.out_hw)}, "
             f"{len(self.settings)} setting{'s' if len(self.settings) != 1 else ''} ({exact} exact)"
         )
-        table = Table(
-            title=title, title_justify="left", caption=_bounds_text(self.bounds), caption_justify="left"
-        )
+        shown = self.settings[: self.limit] if self.limit else self.settings
+        caption = _bounds_text(self.bounds)
+        if len(shown) < len(self.settings):
+            caption += f"\nthe first {len(shown)} of {len(self.settings):,} shown; --limit 0 lists all"
+        table = Table(title=title, title_justify="left", caption=caption, caption_justify="left")
         table.add_column("#", justify="right")
         table.add_column("PyTorch")
         table.add_column("exact", justify="center")
         table.add_column("notes")
-        for i, setting in enumerate(self.settings, 1):
+        for i, setting in enumerate(shown, 1):
             table.add_row(str(i), setting.torch, "✓" if setting.exact else "—", "; ".join(setting.notes))
         return table
 
@@ -962,6 +966,8 @@ def answer(
         "--transposed": transposed or None,
         "--pool": pool,
     }
+    if limit is not None and limit < 0:
+        raise SolveError(f"--limit {limit}: give how many to show, or 0 for all", "e.g. --limit 20")
     if rf is not None:
         used = [name for name, value in layer_options.items() if value is not None]
         if used:
@@ -974,9 +980,8 @@ def answer(
         width = 64 if channels is None else channels
         stacks = rf_stacks(rf, shape, width, 10 if limit is None else limit)
         return StackAnswer(rf, shape, width, stacks)
-    for name, value in (("--channels", channels), ("--limit", limit)):
-        if value is not None:
-            raise SolveError(f"{name} applies to --rf only", f"leave out {name} with --out")
+    if channels is not None:
+        raise SolveError("--channels applies to --rf only", "leave out --channels with --out")
     if transposed and pool:
         raise SolveError(
             "--transposed and --pool exclude each other", "ConvTranspose2d: --transposed; a pool: --pool"
@@ -1008,7 +1013,8 @@ def answer(
         settings = _one_axis(kind, in_hw[0], out_hw[0], {name: v[0] for name, v in fixed.items()}, fixed)
     else:
         settings = solve_layer_size(kind, in_hw, out_hw, **fixed)
-    return SizeAnswer(kind, n_in, n_out, settings, _bounds(kind, in_hw, out_hw, fixed))
+    shown = SIZE_ROWS if limit is None else limit
+    return SizeAnswer(kind, n_in, n_out, settings, _bounds(kind, in_hw, out_hw, fixed), shown)
 
 
 def _one_axis(kind: str, n: int, out: int, axis_fixed: dict[str, int], fixed: dict) -> list[Setting]:

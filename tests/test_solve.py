@@ -316,7 +316,8 @@ def test_cli_transposed_gives_output_padding(cli):
         (["--in", "28x", "--out", "14"], "is not a size"),
         (["--in", "28", "--out", "14x14"], "numbers of axes"),
         (["--in", "224", "--rf", "100", "--kernel", "3"], "--out only"),
-        (["--in", "28", "--out", "14", "--limit", "3"], "--rf only"),
+        (["--in", "28", "--out", "14", "--channels", "3"], "--rf only"),
+        (["--in", "28", "--out", "14", "--limit", "-1"], "0 for all"),
         (["--in", "28", "--out", "14", "--pool", "avg", "--dilation", "2"], "no dilation"),
         (["--in", "28", "--out", "14", "--pool", "max", "--transposed"], "exclude each other"),
         (["--in", "28", "--out", "56"], "--transposed"),
@@ -723,3 +724,18 @@ def test_padding_auto_with_huge_values_answers(layer):
     assert row.errors or row.output_shape is not None
     if row.errors:
         assert "too large to search" in str(row.errors[0]) or "padding: auto cannot" in str(row.errors[0])
+
+
+def test_long_listings_show_the_first_rows_and_say_how_many_more(cli):
+    def torch_column(stdout):
+        return [line.split("│")[2].strip() for line in stdout.splitlines() if "nn.Conv2d(" in line]
+
+    first = cli("solve", "--in", "28", "--out", "1")
+    rows = torch_column(first.stdout)
+    total = len(solve.solve_axis("Conv2d", 28, 1))
+    assert len(rows) == solve.SIZE_ROWS < total
+    assert f"the first {solve.SIZE_ROWS} of {total:,} shown; --limit 0 lists all" in first.stdout
+    every = cli("solve", "--in", "28", "--out", "1", "--limit", "0", "--json")
+    assert len(json.loads(every.stdout)["settings"]) == total
+    some = cli("solve", "--in", "28", "--out", "1", "--limit", "3")
+    assert torch_column(some.stdout) == rows[:3]
