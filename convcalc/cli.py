@@ -271,6 +271,16 @@ def _epoch_line(metrics, total: int) -> str:
     )
 
 
+def _result_line(result) -> str:
+    """The closing line of a training run: accuracy after the last completed epoch (singular for one)."""
+    epochs = result.epochs[-1].epoch
+    return (
+        f"test accuracy {result.test_accuracy:.2%} (loss {result.test_loss:.4f}) after "
+        f"{epochs} epoch{'' if epochs == 1 else 's'}, {result.seconds:.1f} s, "
+        f"{result.images_per_second:,.0f} img/s"
+    )
+
+
 @cli.command(name="train")
 @click.argument("spec", type=click.Path(dir_okay=False, path_type=str))
 @click.option(
@@ -420,12 +430,7 @@ def train_command(
         downloads.stop()
         bar.stop()
     if result.epochs:
-        lines.print(
-            f"test accuracy {result.test_accuracy:.2%} (loss {result.test_loss:.4f}) after "
-            f"{result.epochs[-1].epoch} epochs, {result.seconds:.1f} s, "
-            f"{result.images_per_second:,.0f} img/s",
-            markup=False,
-        )
+        lines.print(_result_line(result), markup=False)
     if result.checkpoint:
         lines.print(f"checkpoint: {result.checkpoint}", markup=False)
     if as_json:
