@@ -343,6 +343,7 @@ def download_file(
     verified; on any failure it is deleted and the next URL tried. All failing -> ``DataError``
     listing each URL's reason.
     """
+    created = [folder for folder in (dest.parent, *dest.parent.parents) if not folder.exists()]
     dest.parent.mkdir(parents=True, exist_ok=True)
     failures = []
     for url in urls:
@@ -351,6 +352,11 @@ def download_file(
             return dest
         except _DownloadFailed as error:
             failures.append(f"{url}: {error}")
+    for folder in created:  # innermost first: a failed download leaves no empty cache folder
+        try:
+            folder.rmdir()
+        except OSError:
+            break  # not empty (another file landed there) or not ours to remove
     raise DataError(f"could not download {dest.name}:\n  " + "\n  ".join(failures))
 
 

@@ -114,7 +114,7 @@ def test_checksum_mismatch_is_rejected_and_nothing_left(tmp_path, server, publis
         data.fetch("mnist", tmp_path / "d", mirrors=[mirror])
     assert name in str(error.value) and mirror in str(error.value)
     assert not (tmp_path / "d" / name).exists()
-    assert not any(p.name.endswith(".part") for p in (tmp_path / "d").iterdir())
+    assert not any(p.name.endswith(".part") for p in tmp_path.rglob("*"))
 
 
 def test_failing_mirror_then_a_good_one(tmp_path, server, published):
@@ -133,14 +133,28 @@ def test_every_mirror_failing_lists_each_reason_and_how_to_provide(tmp_path, ser
     message = str(error.value)
     assert "HTTP 404" in message and "unreachable" in message
     assert "convcalc data fetch mnist" in message and str(tmp_path / "d") in message
-    assert list((tmp_path / "d").iterdir()) == []
+    assert not (tmp_path / "d").exists()  # the folder the download created is removed again
 
 
 def test_truncated_response(tmp_path, server, published):
     mirror = server.serve("short", FILES, truncate=100)
     with pytest.raises(DataError, match="truncated"):
         data.fetch("mnist", tmp_path / "d", mirrors=[mirror])
-    assert list((tmp_path / "d").iterdir()) == []
+    assert not (tmp_path / "d").exists()
+
+
+def test_failed_download_keeps_a_folder_that_existed_before(tmp_path, server, published):
+    (tmp_path / "d").mkdir()
+    with pytest.raises(DataError):
+        data.fetch("mnist", tmp_path / "d", mirrors=[server.serve("broken", {})])
+    assert (tmp_path / "d").is_dir() and list((tmp_path / "d").iterdir()) == []
+
+
+def test_failed_download_leaves_no_empty_nested_cache_folders(tmp_path, server, published):
+    target = tmp_path / "cache" / "convcalc" / "mnist"
+    with pytest.raises(DataError):
+        data.download_file([server.serve("broken", {}) + "/x.gz"], target / "x.gz", "0" * 32)
+    assert list(tmp_path.iterdir()) == []
 
 
 def test_download_only_the_missing_files(tmp_path, server, published):
@@ -160,7 +174,7 @@ def test_cli_fetch_checksum_mismatch(tmp_path, server):
     )
     assert result.returncode == 1, result.stderr
     assert "checksum mismatch" in result.stderr and "Traceback" not in result.stderr
-    assert list((tmp_path / "k").iterdir()) == []
+    assert not (tmp_path / "k").exists()  # no empty cache folder left behind (issue 18)
 
 
 def test_train_downloads_missing_files(tmp_path, server, published, monkeypatch):
