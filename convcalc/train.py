@@ -317,6 +317,12 @@ def train(
     )
     train_images = dataset.train_images[: config.limit] if config.limit else dataset.train_images
     train_labels = dataset.train_labels[: len(train_images)]
+    for split, count in (("training", len(train_images)), ("test", len(dataset.test_images))):
+        if count == 0:
+            raise TrainError(
+                f"{config.dataset} in {config.data_dir or 'the data folders'}: the {split} set has 0 "
+                "images; give IDX files with at least one image (or another --data-dir)"
+            )
     if checkpoint is not None:
         mean, std = checkpoint["normalize"]["mean"], checkpoint["normalize"]["std"]
     else:

@@ -207,6 +207,17 @@ def test_other_optimizers_learn(folder, tmp_path, network, optimizer):
     assert result.test_accuracy > 0.9, result.epochs
 
 
+@pytest.mark.parametrize("empty", ["training", "test"])
+def test_an_empty_split_is_a_clear_error(tmp_path, network, empty):
+    rng = np.random.default_rng(1)
+    none = (torch.zeros((0, 28, 28), dtype=torch.uint8), torch.zeros((0,), dtype=torch.uint8))
+    splits = (none, squares(20, rng)) if empty == "training" else (squares(20, rng), none)
+    folder = data.write_dataset(tmp_path / "zero", *splits)
+    with pytest.raises(TrainError, match=f"the {empty} set has 0 images"):
+        train(network, config(folder, tmp_path))
+    assert not (tmp_path / "run.pt").exists()
+
+
 def test_missing_data_is_a_clear_error(tmp_path, network, monkeypatch):
     monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
     monkeypatch.delenv("CONVCALC_DATA", raising=False)
