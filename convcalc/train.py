@@ -320,7 +320,7 @@ def train(
     for split, count in (("training", len(train_images)), ("test", len(dataset.test_images))):
         if count == 0:
             raise TrainError(
-                f"{config.dataset} in {config.data_dir or 'the data folders'}: the {split} set has 0 "
+                f"{config.dataset} in {dataset.folder}: the {split} set has 0 "
                 "images; give IDX files with at least one image (or another --data-dir)"
             )
     if checkpoint is not None:
