@@ -35,80 +35,151 @@ from torch import nn
 from convcalc import spec as S
 from convcalc.build import build_model
 from convcalc.engine import RF, Analysis, LayerResult, analyze, fmt_num, fmt_shape
+from convcalc.graph import NETWORK_INPUT
+from convcalc.layers.base import axis_names
 
 BATCH = 2
 
-Unit = tuple[int, int] | None  # (row, column) of an output unit; None: all units together
-Extent = tuple[tuple[int, int], tuple[int, int]]  # ((first, last) row, (first, last) column)
+Unit = tuple[int, ...] | None  # (row, column) of an output unit, one index per axis; None: all units
+Extent = tuple[tuple[int, int], ...]  # ((first, last) row, (first, last) column): a pair per axis
 
 
 # --------------------------------------------------------------------------------------
 # The gradient probe
 
-
-def skeleton(model: nn.Sequential) -> list[Callable[[torch.Tensor], torch.Tensor]]:
-    """One function per module of ``model`` on float64 ``(B, 1, H, W)`` maps (``(B, F)`` once
-    flat) that connects exactly the positions the module connects, with positive weights. It
-    reads the modules themselves (the geometry torch was given), not the spec."""
-    return [_skeleton_step(module) for module in model]
+Step = Callable[[list[torch.Tensor]], torch.Tensor]
 
 
-def _skeleton_step(m: nn.Module) -> Callable[[torch.Tensor], torch.Tensor]:
-    if isinstance(m, nn.Conv2d):
+def skeleton(model: nn.Module, analysis: Analysis) -> list[Step | None]:
+    """One function per layer (row of ``analysis``) on float64 ``(B, 1, *spatial)`` maps
+    (``(B, F)`` once flat) that connects exactly the positions the layer's module connects,
+    with positive weights; it takes the layer's inputs, in order. It reads the modules
+    themselves (the geometry torch was given), not the spec. None: a layer the probe cannot
+    follow (e.g. Unflatten back to channels); the layers after it are not probed."""
+    return [_skeleton_step(model.get_submodule(row.name), row) for row in analysis.rows]
+
+
+def _one(f: Callable[[torch.Tensor], torch.Tensor]) -> Step:
+    return lambda xs: f(xs[0])
+
+
+def _skeleton_step(m: nn.Module, row: LayerResult) -> Step | None:
+    kind = type(m).__name__
+    nd = int(kind[-2]) if kind[-2:] in ("1d", "2d", "3d") else None
+    if kind.startswith("Conv") and not kind.startswith("ConvTranspose"):
+        conv = getattr(F, f"conv{nd}d")
         weight = _mean_kernel(m.kernel_size)
-        return lambda x: F.conv2d(x, weight, None, m.stride, m.padding, m.dilation)
-    if isinstance(m, nn.ConvTranspose2d):
+        return _one(lambda x: conv(x.sum(1, keepdim=True), weight, None, m.stride, m.padding, m.dilation))
+    if kind.startswith("ConvTranspose"):
+        conv_t = getattr(F, f"conv_transpose{nd}d")
         weight = _mean_kernel(m.kernel_size)
-        return lambda x: F.conv_transpose2d(
-            x, weight, None, m.stride, m.padding, m.output_padding, 1, m.dilation
+        return _one(lambda x: conv_t(x.sum(1, keepdim=True), weight, None, m.stride, m.padding,
+                                     m.output_padding, 1, m.dilation))  # fmt: skip
+    if kind.startswith("MaxPool"):
+        return _one(lambda x: _window_mean(x, m))
+    if kind.startswith("AvgPool"):
+        pool = getattr(F, f"avg_pool{nd}d")
+        return _one(lambda x: pool(x, m.kernel_size, m.stride, m.padding, m.ceil_mode, m.count_include_pad))
+    if kind.startswith("Adaptive"):
+        pool = getattr(F, f"adaptive_avg_pool{nd}d")
+        return _one(lambda x: pool(x, m.output_size))
+    if kind == "Flatten":
+        return _one(lambda x: torch.flatten(x, m.start_dim, m.end_dim))
+    if kind == "Linear":
+        return _one(lambda x: x.mean(dim=-1, keepdim=True))  # out_features=1, weights 1/in_features
+    if kind in ("Softmax", "LogSoftmax", "Softmin"):
+        return _one(lambda x: _mixing(x, [_softmax_dim(x, m.dim)]))
+    if kind == "LayerNorm":
+        return _one(lambda x: _mixing(x, list(range(x.dim() - len(m.normalized_shape), x.dim()))))
+    if kind == "GroupNorm" or (kind.startswith("InstanceNorm") and not m.track_running_stats):
+        return _one(lambda x: _mixing(x, list(range(2, x.dim()))))  # statistics over all positions
+    if kind == "Add":
+        return lambda xs: sum(xs[1:], xs[0])  # the union of what the inputs see
+    if kind == "Mul":
+        return lambda xs: _gated(xs)
+    if kind == "Cat":
+        return lambda xs: _cat(xs, m.dim, row)
+    if "Pad" in kind:
+        mode = (
+            "reflect"
+            if kind.startswith("Reflection")
+            else "replicate"
+            if kind.startswith("Replication")
+            else "constant"
         )
-    if isinstance(m, nn.MaxPool2d):
-        return lambda x: _window_mean(x, m)
-    if isinstance(m, nn.AvgPool2d):
-        return lambda x: F.avg_pool2d(x, m.kernel_size, m.stride, m.padding, m.ceil_mode, m.count_include_pad)
-    if isinstance(m, (nn.AdaptiveAvgPool2d, nn.AdaptiveMaxPool2d)):
-        return lambda x: F.adaptive_avg_pool2d(x, m.output_size)
-    if isinstance(m, nn.Flatten):
-        return lambda x: torch.flatten(x, m.start_dim, m.end_dim)
-    if isinstance(m, nn.Linear):
-        return lambda x: x.mean(dim=-1, keepdim=True)  # out_features=1, weights 1/in_features
-    if isinstance(m, (nn.Softmax, nn.LogSoftmax)):
-        return lambda x: _softmax_mixing(x, m.dim)
-    return lambda x: x  # activations, BatchNorm2d, Dropout, Identity: position by position
+        return _one(lambda x: F.pad(x, m.padding, mode))
+    if kind == "Upsample":
+        return _one(lambda x: F.interpolate(x, m.size, m.scale_factor, m.mode, m.align_corners))
+    if kind == "PixelShuffle":  # output (i, j) reads input (i // r, j // r): a nearest upsampling
+        return _one(lambda x: F.interpolate(x, scale_factor=m.upscale_factor, mode="nearest"))
+    if kind == "PixelUnshuffle":  # all channels of output (i, j) read an r × r block
+        return _one(lambda x: F.avg_pool2d(x, m.downscale_factor))
+    if kind == "Unflatten":
+        return None
+    return _one(lambda x: x)  # activations, BatchNorm, Dropout, Identity, ChannelShuffle: pointwise
 
 
-def _mean_kernel(kernel_size: int | tuple[int, int]) -> torch.Tensor:
-    kh, kw = S.pair(kernel_size)
-    return torch.full((1, 1, kh, kw), 1.0 / (kh * kw), dtype=torch.float64)
+def _mean_kernel(kernel_size: int | tuple[int, ...]) -> torch.Tensor:
+    k = tuple(kernel_size) if isinstance(kernel_size, tuple | list) else (kernel_size,)
+    return torch.full((1, 1, *k), 1.0 / math.prod(k), dtype=torch.float64)
 
 
-def _window_mean(x: torch.Tensor, pool: nn.MaxPool2d) -> torch.Tensor:
-    """The mean over exactly MaxPool2d's windows (padding, dilation, ceil_mode), where
-    AvgPool2d has no dilation: zero-pad, convolve with a dilated mean kernel, crop to the size
-    torch's own max_pool2d gives."""
-    out_size = pool(x.detach()).shape[-2:]
-    k, s, p, d = (S.pair(v) for v in (pool.kernel_size, pool.stride, pool.padding, pool.dilation))
-    n = x.shape[-2:]
-    # The windows span (out−1)·s + d·(k−1) + 1 padded positions; pad the right side that far.
-    right = [max(0, (out_size[a] - 1) * s[a] + d[a] * (k[a] - 1) + 1 - n[a] - p[a]) for a in (0, 1)]
-    padded = F.pad(x, (p[1], right[1], p[0], right[0]))
-    return F.conv2d(padded, _mean_kernel(k), None, s, 0, d)[..., : out_size[0], : out_size[1]]
+def _window_mean(x: torch.Tensor, pool: nn.Module) -> torch.Tensor:
+    """The mean over exactly a max pool's windows (padding, dilation, ceil_mode), where the
+    average pools have no dilation: zero-pad, convolve with a dilated mean kernel, crop to the
+    size torch's own max pool gives."""
+    nd = x.dim() - 2
+    out_size = pool(x.detach()).shape[2:]
+
+    def per_axis(value: Any) -> tuple[int, ...]:
+        return tuple(value) if isinstance(value, tuple | list) else (value,) * nd
+
+    k, s, p, d = (per_axis(v) for v in (pool.kernel_size, pool.stride, pool.padding, pool.dilation))
+    n = x.shape[2:]
+    # The windows span (out−1)·s + d·(k−1) + 1 padded positions; pad the far side that far.
+    far = [max(0, (out_size[a] - 1) * s[a] + d[a] * (k[a] - 1) + 1 - n[a] - p[a]) for a in range(nd)]
+    pads = [v for a in reversed(range(nd)) for v in (p[a], far[a])]  # F.pad: last axis first
+    conv = getattr(F, f"conv{nd}d")
+    out = conv(F.pad(x, pads), _mean_kernel(k), None, s, 0, d)
+    return out[(..., *(slice(0, size) for size in out_size))]
 
 
-def _softmax_mixing(x: torch.Tensor, dim: int | None) -> torch.Tensor:
-    """Softmax couples every position along its dim: x + mean along that dim, positively. The
-    batch dim (0) is left alone: receptive fields are per sample."""
+def _softmax_dim(x: torch.Tensor, dim: int | None) -> int:
     if dim is None:  # torch's legacy choice for dim=None (torch.nn.functional._get_softmax_dim)
         dim = 0 if x.dim() in (0, 1, 3) else 1
-    dim %= x.dim()
-    return x if dim == 0 else x + x.mean(dim=dim, keepdim=True)
+    return dim % x.dim()
+
+
+def _mixing(x: torch.Tensor, dims: list[int]) -> torch.Tensor:
+    """An op coupling every position along ``dims`` (Softmax, a norm's statistics): x + the
+    mean along them, positively. The batch dim (0) is left alone: fields are per sample."""
+    dims = [d for d in dims if d != 0]
+    return x + x.mean(dim=dims, keepdim=True) if dims else x
+
+
+def _gated(xs: list[torch.Tensor]) -> torch.Tensor:
+    """Mul: the union of the full-size inputs; a gate broadcast over positions (size 1 where
+    the output has more) is left out, the engine's documented convention for SE gates."""
+    spatial = torch.broadcast_shapes(*(x.shape for x in xs))[2:]
+    full = [x for x in xs if x.shape[2:] == spatial] or xs
+    return sum(full[1:], full[0])
+
+
+def _cat(xs: list[torch.Tensor], dim: int, row: LayerResult) -> torch.Tensor:
+    """Cat along channels: the one-channel skeleton adds the maps (the union of what they see);
+    along any other dim the maps are concatenated as torch does."""
+    rank = len(row.input_shapes[0] or ()) + 1  # with the batch dim
+    if rank > 2 and dim % rank == 1:
+        return sum(xs[1:], xs[0])
+    return torch.cat(xs, dim)
 
 
 def probe_fields(network: S.Network, units: Mapping[int, Sequence[Unit]]) -> dict[int, list[Extent | None]]:
-    """For each layer index in ``units``, the extent in input pixels of the nonzero input
-    gradient of each listed output unit: ((first row, last row), (first col, last col)), or None
-    if no input pixel reaches it. A unit ``None`` means all of the layer's units together (for
-    flat outputs: what a unit of a following Linear sees)."""
+    """For each layer index in ``units``, the extent in input positions of the nonzero input
+    gradient of each listed output unit: one (first, last) pair per spatial axis, e.g.
+    ((first row, last row), (first col, last col)), or None if no input position reaches it.
+    A unit ``None`` means all of the layer's units together (for flat outputs: what a unit of a
+    following Linear sees). Layers the probe cannot follow are left out of the answer."""
     if not units:
         return {}
     threads = torch.get_num_threads()
@@ -121,27 +192,33 @@ def probe_fields(network: S.Network, units: Mapping[int, Sequence[Unit]]) -> dic
 
 def _probe(network: S.Network, units: Mapping[int, Sequence[Unit]]) -> dict[int, list[Extent | None]]:
     batch = max(len(wanted) for wanted in units.values())
+    analysis = analyze(network)
     with torch.device("meta"):  # only the modules' geometry is read: no memory, no initialisation
         model = build_model(network)
-    h, w = network.input[1:]
-    x = torch.zeros(batch, 1, h, w, dtype=torch.float64, requires_grad=True)
-    outputs = []
-    y = x
+    n_in = tuple(network.input[1:])
+    x = torch.zeros(batch, 1, *n_in, dtype=torch.float64, requires_grad=True)
+    values: dict[int, torch.Tensor | None] = {NETWORK_INPUT: x}
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # e.g. "implicit dimension choice for softmax"
-        for step in skeleton(model)[: max(units) + 1]:
-            y = step(y)
-            outputs.append(y)
+        for row, step in zip(analysis.rows[: max(units) + 1], skeleton(model, analysis), strict=False):
+            ins = [values[i] for i in row.inputs]
+            values[row.index] = None if step is None or any(v is None for v in ins) else step(ins)  # type: ignore[arg-type]
     fields: dict[int, list[Extent | None]] = {}
     for index, wanted in units.items():
-        out = outputs[index]
+        out = values.get(index)
+        if out is None:
+            continue
         # A unit beyond the real output (the engine's shape is wrong there) sees nothing.
-        inside = [unit is None or (out.dim() == 4 and unit[0] < out.shape[2] and unit[1] < out.shape[3])
-                  for unit in wanted]  # fmt: skip
+        inside = [
+            unit is None
+            or (
+                out.dim() == len(unit) + 2
+                and all(u < size for u, size in zip(unit, out.shape[2:], strict=True))
+            )
+            for unit in wanted
+        ]
         target = out.new_zeros(()) + sum(
-            out[b].sum() if unit is None else out[b, 0, unit[0], unit[1]]
-            for b, unit in enumerate(wanted)
-            if inside[b]
+            out[b].sum() if unit is None else out[(b, 0, *unit)] for b, unit in enumerate(wanted) if inside[b]
         )
         (grad,) = torch.autograd.grad(target, x, retain_graph=True, allow_unused=True)
         fields[index] = [
@@ -152,11 +229,14 @@ def _probe(network: S.Network, units: Mapping[int, Sequence[Unit]]) -> dict[int,
 
 def _extent(grad: torch.Tensor) -> Extent | None:
     seen = grad != 0
-    rows = seen.any(dim=1).nonzero().flatten()
-    cols = seen.any(dim=0).nonzero().flatten()
-    if len(rows) == 0:
+    if not seen.any():
         return None
-    return (int(rows[0]), int(rows[-1])), (int(cols[0]), int(cols[-1]))
+    out = []
+    for axis in range(seen.dim()):
+        others = [a for a in range(seen.dim()) if a != axis]
+        hit = (seen.any(dim=others) if others else seen).nonzero().flatten()
+        out.append((int(hit[0]), int(hit[-1])))
+    return tuple(out)  # type: ignore[return-value]
 
 
 # --------------------------------------------------------------------------------------
@@ -227,15 +307,17 @@ def check(network: S.Network) -> CheckReport:
     return CheckReport(analysis, tuple(comparisons))
 
 
-def _model_comparisons(analysis: Analysis, model: nn.Sequential, network: S.Network) -> list[Comparison]:
+def _model_comparisons(analysis: Analysis, model: nn.Module, network: S.Network) -> list[Comparison]:
     from torch.utils.flop_counter import FlopCounterMode
 
     shapes: dict[str, tuple[int, ...]] = {}
+    leaves = {row.name for row in analysis.rows}
     hooks = [
         module.register_forward_hook(
             lambda _m, _i, out, name=name: shapes.__setitem__(name, tuple(out.shape))
         )
-        for name, module in model.named_children()
+        for name, module in model.named_modules()
+        if name in leaves
     ]
     counter = FlopCounterMode(display=False)
     model.eval()  # Dropout off, BatchNorm on its running statistics
@@ -244,14 +326,15 @@ def _model_comparisons(analysis: Analysis, model: nn.Sequential, network: S.Netw
         out = model(torch.zeros(BATCH, *network.input))
     for hook in hooks:
         hook.remove()
+    prefix = f"{type(model).__name__}."  # the counter names modules "<root class>.<path>"
     flops = {
-        key.rsplit(".", 1)[-1]: sum(per_op.values())
+        key[len(prefix) :]: sum(per_op.values())
         for key, per_op in counter.get_flop_counts().items()
-        if key.startswith(f"{type(model).__name__}.")
+        if key.startswith(prefix)
     }
     result = []
     for row in analysis.rows:
-        module = getattr(model, row.name)
+        module = model.get_submodule(row.name)
         got_shape = shapes.get(row.name)
         torch_values = {
             "output shape": got_shape[1:] if got_shape else None,
@@ -282,7 +365,7 @@ def _per_sample_macs(flops: int) -> int | float:
     return int(macs) if macs.is_integer() else macs
 
 
-def torchinfo_summary(network: S.Network, batch: int = 1):
+def torchinfo_summary(network: S.Network, batch: int = 1, depth: int = 1):
     """``torchinfo.summary`` of the model (``convcalc summary``); its ``str()`` is torchinfo's
     table. The model lives on the meta device: torchinfo's forward then only computes shapes,
     so VGG16 takes milliseconds and no memory."""
@@ -297,15 +380,24 @@ def torchinfo_summary(network: S.Network, batch: int = 1):
             input_size=(batch, *network.input),
             device="meta",
             verbose=0,
-            depth=1,
+            depth=depth,
             col_names=("output_size", "num_params", "mult_adds"),
             row_settings=("var_names",),
         )
 
 
+def _torchinfo_path(info: Any) -> str:
+    """The module path of one of torchinfo's rows (``layer1.0.conv1``), from its parents."""
+    parts = []
+    while info is not None and info.depth > 0:
+        parts.append(info.var_name)
+        info = info.parent_info
+    return ".".join(reversed(parts))
+
+
 def _torchinfo_comparisons(analysis: Analysis, network: S.Network) -> list[Comparison]:
-    stats = torchinfo_summary(network, BATCH)
-    by_name = {info.var_name: info for info in stats.summary_list if info.depth == 1}
+    stats = torchinfo_summary(network, BATCH, depth=max((len(row.path) for row in analysis.rows), default=1))
+    by_name = {_torchinfo_path(info): info for info in stats.summary_list}
     result = []
     for row in analysis.rows:
         info = by_name.get(row.name)
@@ -353,36 +445,56 @@ class _Expect:
     bound: float = 0.0  # "bound": the engine's size, an upper bound of the probe's
 
 
+_ORDER = {"exact": 0, "union": 1, "bound": 2}
+
+
 def _rf_comparisons(analysis: Analysis, network: S.Network) -> list[Comparison]:
     n_in = analysis.input_shape[1:]
-    regime = ["exact", "exact"]
-    union_clipped = [(False, False), (False, False)]
-    previous_rf = (RF(1, 1, 0.0), RF(1, 1, 0.0))
+    nd = len(n_in)
+    if nd == 0:
+        return []  # a flat input: no positions, no fields
+    axes = range(nd)
+    start = (["exact"] * nd, [(False, False)] * nd, tuple(RF(1, 1, 0.0) for _ in axes))
+    state: dict[int, tuple[list[str], list[tuple[bool, bool]], tuple[RF, ...]]] = {NETWORK_INPUT: start}
     plans: dict[int, list[tuple[Unit, list[_Expect | None]]]] = {}
     for row in analysis.rows:
         rf = row.receptive_field
         assert rf is not None and row.output_shape is not None  # a valid analysis computes both
-        for a in (0, 1):
-            regime[a], clipped = _next_regime(regime[a], row, a, previous_rf[a], n_in[a])
-            union_clipped[a] = clipped or union_clipped[a]
-        previous_rf = rf
-        if len(row.output_shape) == 3:
-            picks = [_pick_units(rf[a], row.output_shape[1 + a], n_in[a], regime[a]) for a in (0, 1)]
-            units: list[Unit] = [(picks[0][u], picks[1][u]) for u in (0, 1)]
+        ins = [state[i] for i in row.inputs]
+        if row.type == "Mul":  # a gate broadcast over positions is left out (the engine's convention)
+            full = [state[i] for i, shape in zip(row.inputs, row.input_shapes, strict=True)
+                    if shape is not None and shape[1:] == row.output_shape[1:]]  # fmt: skip
+            ins = full or ins
+        regime, union_clipped = [], []
+        for a in axes:
+            kinds = {s[0][a] for s in ins}
+            merged = kinds.pop() if len(kinds) == 1 else "bound"  # branches in different regimes
+            if row.regime == "bound" and merged != "bound":
+                merged = "bound"
+            new, clipped = _next_regime(merged, row, a, ins[0][2][a], n_in[a], nd)
+            regime.append(new)
+            union_clipped.append(clipped or tuple(any(s[1][a][e] for s in ins) for e in (0, 1)))  # type: ignore[misc]
+        state[row.index] = (regime, union_clipped, rf)
+        if len(row.output_shape) == nd + 1:
+            picks = [_pick_units(rf[a], row.output_shape[1 + a], n_in[a], regime[a]) for a in axes]
+            units: list[Unit] = [tuple(picks[a][u] for a in axes) for u in (0, 1)]
         else:
             units = [None]
         plans[row.index] = [
-            (unit, [_expect(rf[a], unit and unit[a], n_in[a], regime[a], union_clipped[a]) for a in (0, 1)])
+            (unit, [_expect(rf[a], unit and unit[a], n_in[a], regime[a], union_clipped[a]) for a in axes])
             for unit in units
         ]
     fields = probe_fields(network, {index: [unit for unit, _ in plan] for index, plan in plans.items()})
+    names = axis_names(nd)
     result = []
     for row in analysis.rows:
+        if row.index not in fields:
+            continue  # the probe cannot follow this layer (or one it reads)
         for (unit, expects), got in zip(plans[row.index], fields[row.index], strict=True):
-            # A unit whose span is inside the input on both axes surely sees its ends; any other
-            # may see no pixel at all (its windows fall in padding, or its field is all holes).
+            # A unit whose span is inside the input on every axis surely sees its ends; any other
+            # may see no position at all (its windows fall in padding, or its field is all holes).
             must_see = all(e is not None and e.exact_lo and e.exact_hi for e in expects)
-            for a, axis in enumerate("HW"):
+            for a, axis in enumerate(names):
                 expect = expects[a]
                 if expect is None:
                     continue
@@ -401,27 +513,35 @@ def _rf_comparisons(analysis: Analysis, network: S.Network) -> list[Comparison]:
     return result
 
 
-_ADAPTIVE = ("AdaptiveAvgPool2d", "AdaptiveMaxPool2d")
-
-
 def _next_regime(
-    regime: str, row: LayerResult, a: int, before: RF, n: int
+    regime: str, row: LayerResult, a: int, before: RF, n: int, nd: int
 ) -> tuple[str, tuple[bool, bool] | None]:
     """The comparison regime of axis ``a`` after ``row``; for a new union, whether each of its
     ends was clipped to the input."""
     out = row.output_shape
-    if len(out) != 3 or (row.type in _ADAPTIVE and S.pair(row.layer.output_size)[a] == 1):  # global here
+    rf = row.receptive_field
+    kind = row.type
+    flat = len(out) != nd + 1
+    adaptive = kind.startswith("Adaptive")
+    global_here = flat or (adaptive and _per_axis(row.layer.output_size, nd)[a] == 1)
+    if global_here or (rf is not None and rf[a].jump == 0 and out[1 + a] > 0 and regime == "exact"):
         if regime != "exact":
             return regime, None
-        m = row.input_shape[1 + a] if len(row.input_shape) == 3 else 1
+        m = row.input_shape[1 + a] if row.input_shape and len(row.input_shape) == nd + 1 else 1
         lo = before.start - (before.size - 1) / 2  # the union of the m units before, unclipped
         hi = before.start + (m - 1) * before.jump + (before.size - 1) / 2
         return "union", (lo < 0, hi > n - 1)
-    if row.type == "ConvTranspose2d" or (row.type in _ADAPTIVE and row.input_shape[1 + a] % out[1 + a]):
+    if kind.startswith("ConvTranspose") or kind in ("Upsample", "PixelShuffle"):
         return "bound", None
-    if regime == "union" and row.type in ("Conv2d", "MaxPool2d", "AvgPool2d", *_ADAPTIVE):
+    if adaptive and row.input_shape[1 + a] % out[1 + a]:
+        return "bound", None
+    if regime == "union" and (kind.startswith(("Conv", "MaxPool", "AvgPool", "PixelUnshuffle")) or adaptive):
         return "bound", None  # a window over a one-unit axis that stands for the whole input
     return regime, None
+
+
+def _per_axis(value: Any, nd: int) -> tuple[Any, ...]:
+    return tuple(value) if isinstance(value, tuple | list) else (value,) * nd
 
 
 def _span(rf: RF, i: int) -> tuple[float, float]:
@@ -465,7 +585,7 @@ _COLUMNS = {  # table column -> the quantities it summarises
     "output": ("output shape",),
     "params": ("params", "buffers"),
     "MACs": ("MACs",),
-    "RF": ("RF H", "RF W"),
+    "RF": tuple(f"RF {axis}" for axis in ("L", "D", "H", "W")),
     "torchinfo": ("torchinfo output shape",),
 }
 

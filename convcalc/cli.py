@@ -23,8 +23,16 @@ stdout = Console(highlight=False, emoji=False, width=_PIPE_WIDTH)
 stderr = Console(stderr=True, highlight=False, emoji=False, soft_wrap=True)
 
 
-def _input_shape(value: str | None) -> tuple[int, int, int] | None:
-    """``--input 1x28x28`` (C×H×W) or ``28x28`` (H×W, channels from the spec)."""
+def _print_table(table) -> None:
+    """A table on stdout; piped, as wide as it needs (at least 120 columns), never cut."""
+    if _PIPE_WIDTH is not None:
+        stdout.width = max(_PIPE_WIDTH, Console(width=100_000).measure(table).maximum)
+    stdout.print(table)
+
+
+def _input_shape(value: str | None) -> tuple[int, ...] | None:
+    """``--input 1x28x28`` (the whole input: C×H×W, C×L or C×D×H×W) or ``28x28`` (the spatial
+    sizes only, channels from the spec); ``_load`` matches it to the spec's dimensionality."""
     if value is None:
         return None
     parts = value.lower().replace("×", "x").split("x")
@@ -32,9 +40,12 @@ def _input_shape(value: str | None) -> tuple[int, int, int] | None:
         dims = tuple(int(part) for part in parts)
     except ValueError:
         dims = ()
-    if len(dims) not in (2, 3) or min(dims, default=0) < 1:
-        raise click.BadParameter(f"{value!r}: give CxHxW (e.g. 1x28x28) or HxW, positive integers")
-    return dims  # type: ignore[return-value]
+    if not 1 <= len(dims) <= 4 or min(dims, default=0) < 1:
+        raise click.BadParameter(
+            f"{value!r}: give CxHxW (e.g. 1x28x28) or HxW, positive integers "
+            "(CxL or CxDxHxW for 1-D and 3-D specs)"
+        )
+    return dims
 
 
 def _load(spec_path: str, input_override: tuple[int, ...] | None = None, plain: bool = False):
@@ -54,7 +65,14 @@ def _load(spec_path: str, input_override: tuple[int, ...] | None = None, plain: 
 
         network = network_from_data(data, source, layer_lines)
     if input_override is not None:
-        shape = input_override if len(input_override) == 3 else (network.input[0], *input_override)
+        rank = len(network.input)
+        if len(input_override) not in (rank, rank - 1) or rank == 1 and len(input_override) != 1:
+            spec_form = {1: "F", 2: "CxL or L", 3: "CxHxW or HxW", 4: "CxDxHxW or DxHxW"}[rank]
+            raise ConvcalcError(
+                f"--input {'x'.join(map(str, input_override))}: this spec's input is "
+                f"{'x'.join(map(str, network.input))}; give {spec_form}"
+            )
+        shape = input_override if len(input_override) == rank else (network.input[0], *input_override)
         if hasattr(network, "model_copy"):
             network = network.model_copy(update={"input": tuple(shape)})
         else:
@@ -84,7 +102,13 @@ def cli() -> None:
 @click.option("--input", "input_size", metavar="CxHxW", help="Override the spec's input size (e.g. 3x32x32).")
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON object (the stable machine interface).")
 @click.option("--explain", is_flag=True, help="Show each layer's formulas with the numbers put in.")
-def shape(spec: str, input_size: str | None, as_json: bool, explain: bool) -> None:
+@click.option(
+    "--depth",
+    type=click.IntRange(min=1),
+    metavar="N",
+    help="Fold blocks and groups nested deeper than N levels into one row each (e.g. 1: layer1, layer2).",
+)
+def shape(spec: str, input_size: str | None, as_json: bool, explain: bool, depth: int | None) -> None:
     """Output shape, params, MACs and receptive field of every layer of SPEC.
 
     SPEC is a .yaml or .json file, or - to read it from standard input. Exit code 1 when the
@@ -98,7 +122,7 @@ def shape(spec: str, input_size: str | None, as_json: bool, explain: bool) -> No
     if as_json:
         _print_json(render.to_json(analysis))
     else:
-        stdout.print(render.layer_table(analysis))
+        _print_table(render.layer_table(analysis, depth))
         stdout.print(render.totals_text(analysis))
         if explain:
             stdout.print()

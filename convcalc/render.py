@@ -5,6 +5,7 @@ Rendering only; every number comes from ``engine.analyze``. No torch, no textual
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Any
 
 from rich.table import Table
@@ -12,19 +13,21 @@ from rich.text import Text
 
 from convcalc.engine import Analysis, LayerResult, Problem, fmt_shape
 from convcalc.engine import fmt_num as num
+from convcalc.graph import NETWORK_INPUT
 
 
-def axes(h: float, w: float) -> str:
-    """``5`` when both axes agree, else ``5×7`` (height × width)."""
-    return num(h) if h == w else f"{num(h)}×{num(w)}"
+def axes(*values: float) -> str:
+    """``5`` when every axis agrees, else ``5×7`` (height × width; D×H×W in 3-D)."""
+    return num(values[0]) if len(set(values)) <= 1 else "×".join(num(v) for v in values)
 
 
 def rf_text(row: LayerResult) -> tuple[str, str]:
     """(receptive field, jump) of a row as short text; dashes where nothing was computed."""
     if row.receptive_field is None:
         return "—", "—"
-    h, w = row.receptive_field
-    return axes(h.size, w.size), axes(h.jump, w.jump)
+    if not row.receptive_field:
+        return "", ""  # a flat input: no positions
+    return axes(*(a.size for a in row.receptive_field)), axes(*(a.jump for a in row.receptive_field))
 
 
 def human_bytes(n: int) -> str:
@@ -43,27 +46,104 @@ def human_count(n: int) -> str:
     return str(n)
 
 
-def layer_table(analysis: Analysis) -> Table:
-    """One row per layer: #, name, type, settings, output shape, params, MACs, RF, jump."""
+@dataclass
+class TableRow:
+    """One line of the layer table: a layer, or a block or group folded by ``--depth``."""
+
+    index: str
+    name: str
+    type: str
+    settings: str
+    reads: str
+    output: str
+    params: str
+    macs: str
+    rf: str
+    jump: str
+    style: str | None
+
+
+def input_names(analysis: Analysis, row: LayerResult) -> list[str]:
+    return ["input" if i == NETWORK_INPUT else analysis.rows[i].name for i in row.inputs]
+
+
+def table_rows(analysis: Analysis, depth: int | None = None) -> list[TableRow]:
+    """The table's lines; with ``depth``, every block or group nested deeper than ``depth``
+    levels is one line: its path, kind, output, summed params and MACs, and the receptive
+    field of its output."""
+    kinds = {group.path: group.kind for group in analysis.groups}
+    out: list[TableRow] = []
+    folded: set[tuple[str, ...]] = set()
+    for row in analysis.rows:
+        path = row.path or (row.name,)
+        if depth is None or len(path) <= depth:
+            rf, jump = rf_text(row)
+            done = row.output_shape is not None
+            out.append(TableRow(
+                str(row.index), row.name, row.type, row.summary,
+                "" if row.straight else ", ".join(input_names(analysis, row)),
+                fmt_shape(row.output_shape), _count(row.params, done), _count(row.macs, done),
+                rf, jump, "red" if row.errors else ("yellow" if row.warnings else None),
+            ))  # fmt: skip
+            continue
+        key = path[:depth]
+        if key in folded:
+            continue
+        folded.add(key)
+        inside = [r for r in analysis.rows if (r.path or (r.name,))[:depth] == key]
+        first_in, last = analysis.bounds.get(key, (inside[0].inputs[0], inside[-1].index))
+        result = analysis.rows[last] if last != NETWORK_INPUT else inside[-1]
+        rf, jump = rf_text(result)
+        done = all(r.output_shape is not None for r in inside)
+        reads = (
+            ""
+            if first_in == inside[0].index - 1
+            else "input"
+            if first_in == NETWORK_INPUT
+            else analysis.rows[first_in].name
+        )
+        errors, warnings = any(r.errors for r in inside), any(r.warnings for r in inside)
+        out.append(TableRow(
+            f"{inside[0].index}–{inside[-1].index}", ".".join(key), kinds.get(key, "Sequential"),
+            f"{len(inside)} layers", reads, fmt_shape(result.output_shape),
+            _count(sum(r.params for r in inside), done), _count(sum(r.macs for r in inside), done),
+            rf, jump, "red" if errors else ("yellow" if warnings else None),
+        ))  # fmt: skip
+    return out
+
+
+def _count(n: int, done: bool) -> str:
+    return f"{n:,}" if done else "—"
+
+
+def layer_table(analysis: Analysis, depth: int | None = None) -> Table:
+    """One row per layer (or folded block, with ``depth``): #, name, type, settings, what it
+    reads (graphs only), output shape, params, MACs, RF, jump."""
     title = Text(f"{analysis.name}: input {fmt_shape(analysis.input_shape)}")  # the name is text, not markup
     table = Table(title=title, title_justify="left")
-    table.add_column("#", justify="right")
+    lines = table_rows(analysis, depth)
+    show_reads = any(line.reads for line in lines)
+    # numbers are never cut: their columns are as wide as their longest value
+    widths = {attr: max([len(getattr(line, attr)) for line in lines] + [1])
+              for attr in ("index", "output", "params", "macs", "rf", "jump")}  # fmt: skip
+    table.add_column("#", justify="right", no_wrap=True, min_width=widths["index"])
     table.add_column("name", no_wrap=True)
     table.add_column("type", no_wrap=True)
     table.add_column("settings", no_wrap=True)
-    table.add_column("output", justify="right")
-    table.add_column("params", justify="right")
-    table.add_column("MACs", justify="right")
-    table.add_column("RF", justify="right")
-    table.add_column("jump", justify="right")
-    for row in analysis.rows:
-        rf, jump = rf_text(row)
-        style = "red" if row.errors else ("yellow" if row.warnings else None)
-        done = row.output_shape is not None
-        table.add_row(
-            str(row.index), row.name, row.type, row.summary, fmt_shape(row.output_shape),
-            f"{row.params:,}" if done else "—", f"{row.macs:,}" if done else "—", rf, jump, style=style,
-        )  # fmt: skip
+    if show_reads:
+        table.add_column("reads", no_wrap=True)
+    for header, attr in (
+        ("output", "output"),
+        ("params", "params"),
+        ("MACs", "macs"),
+        ("RF", "rf"),
+        ("jump", "jump"),
+    ):
+        table.add_column(header, justify="right", no_wrap=True, min_width=widths[attr])
+    for line in lines:
+        reads = [line.reads] if show_reads else []
+        cells = [line.index, line.name, line.type, line.settings, *reads, line.output, line.params, line.macs]
+        table.add_row(*cells, line.rf, line.jump, style=line.style)
     return table
 
 
@@ -118,6 +198,7 @@ def to_json(analysis: Analysis) -> dict[str, Any]:
                 "index": row.index,
                 "name": row.name,
                 "type": row.type,
+                "inputs": input_names(analysis, row),
                 "output_shape": list(row.output_shape) if row.output_shape else None,
                 "params": row.params,
                 "trainable_params": row.trainable_params,
@@ -130,6 +211,17 @@ def to_json(analysis: Analysis) -> dict[str, Any]:
             }
             for row in analysis.rows
         ],
+        "groups": [
+            {
+                "name": group.name,
+                "type": group.kind,
+                "output": None
+                if (end := analysis.bounds.get(group.path, (0, NETWORK_INPUT))[1]) == NETWORK_INPUT
+                else analysis.rows[end].name,
+            }
+            for group in analysis.groups
+        ],
+        "output": analysis.output_row.name if analysis.output_row else "input",
         "output_shape": list(analysis.output_shape) if analysis.output_shape else None,
         "total_params": analysis.total_params,
         "trainable_params": analysis.trainable_params,

@@ -34,9 +34,10 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from convcalc import spec as S
-from convcalc.engine import (
+from convcalc.engine import analyze
+from convcalc.errors import ConvcalcError
+from convcalc.layers.base import (
     RF,
-    analyze,
     conv_out,
     conv_transpose_out,
     fmt_shape,
@@ -45,7 +46,6 @@ from convcalc.engine import (
     same_padding,
     unseen,
 )
-from convcalc.errors import ConvcalcError
 
 KINDS = ("Conv2d", "ConvTranspose2d", "MaxPool2d", "AvgPool2d")
 POOLS = ("MaxPool2d", "AvgPool2d")

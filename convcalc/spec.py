@@ -15,6 +15,7 @@ in step with them.
 from __future__ import annotations
 
 from collections.abc import Sequence
+from functools import cache
 from pathlib import Path
 from typing import Annotated, Any, Literal, Union
 
@@ -22,29 +23,53 @@ import yaml
 from pydantic import (
     BaseModel,
     ConfigDict,
+    Discriminator,
     Field,
+    PrivateAttr,
     Strict,
+    Tag,
+    TypeAdapter,
     ValidationError,
+    ValidationInfo,
+    create_model,
     field_validator,
     model_validator,
 )
 
 from convcalc.errors import SpecError as SpecError
+from convcalc.graph import Graph, expand
 from convcalc.specfile import MODULE_ATTRIBUTES as MODULE_ATTRIBUTES
 from convcalc.specfile import check_names, parse_text, read_spec
 from convcalc.specfile import layer_names as layer_names
 from convcalc.specfile import pair as pair
 
+# Sizes are bounded: nothing a layer could use is larger (and a 4,301-digit integer is refused
+# with the field named rather than reaching the engine).
+MAX_SIZE = 2**31 - 1
+
 # A positive / non-negative int that refuses bools, floats and strings ("3").
-PosInt = Annotated[int, Strict(), Field(ge=1)]
-NonNegInt = Annotated[int, Strict(), Field(ge=0)]
-PosFloat = Annotated[float, Field(gt=0)]
+PosInt = Annotated[int, Strict(), Field(ge=1, le=MAX_SIZE)]
+NonNegInt = Annotated[int, Strict(), Field(ge=0, le=MAX_SIZE)]
+AnyInt = Annotated[int, Strict(), Field(ge=-MAX_SIZE, le=MAX_SIZE)]
+Dim = Annotated[int, Strict(), Field(ge=-64, le=64)]
+Bool = Annotated[bool, Strict()]
+# A float given as an int or a float, never as a string ("0.5") or a bool.
+Float = Annotated[float, Strict(), Field(allow_inf_nan=False)]
+PosFloat = Annotated[float, Strict(), Field(gt=0, allow_inf_nan=False)]
+NonNegFloat = Annotated[float, Strict(), Field(ge=0, allow_inf_nan=False)]
+Probability = Annotated[float, Strict(), Field(ge=0, le=1)]
 
 # `3` or `[3, 5]`: one value for both axes, or (height, width).
 PosPair = PosInt | tuple[PosInt, PosInt]
 NonNegPair = NonNegInt | tuple[NonNegInt, NonNegInt]
 # The size a layer with `padding: auto` must give: [C, H, W] or [H, W].
 OutputShape = tuple[PosInt, PosInt, PosInt] | tuple[PosInt, PosInt]
+Inputs = str | list[str]
+
+
+def _sizes(kind: Any, nd: int) -> Any:
+    """One value for every spatial axis, or one per axis: ``k`` or ``[kh, kw]`` in 2-D."""
+    return kind | tuple[(kind,) * nd]  # type: ignore[misc]
 
 
 class _Layer(BaseModel):
@@ -55,6 +80,12 @@ class _Layer(BaseModel):
         description="Module name in the generated model (a Python identifier); "
         "derived from the type when left out (conv2d_0, relu_0, ...).",
     )
+    inputs: Inputs | None = Field(
+        default=None,
+        description="What the layer reads: earlier layers of the same scope by name, or 'input' "
+        "(the network's, block's or group's input); default: the layer above.",
+    )
+    repeat: PosInt = Field(default=1, le=100_000, description="Apply the layer this many times in a chain.")
 
 
 class _AutoPadding(_Layer):
@@ -78,202 +109,381 @@ def _output_shape_field() -> Any:
     )
 
 
-class _ConvBase(_Layer):
-    in_channels: PosInt | None = Field(
-        default=None, description="Input channels; inferred from the previous layer, checked when given."
+def _type(name: str) -> Any:
+    return (Literal[name], Field(name, description="torch.nn class name."))  # type: ignore[valid-type]
+
+
+def _model(name: str, base: type[BaseModel], fields: dict[str, Any], doc: str) -> type[BaseModel]:
+    cls = create_model(name, __base__=base, __doc__=doc, type=_type(name), **fields)
+    cls.__module__ = __name__
+    return cls
+
+
+def _conv_fields(nd: int, transposed: bool) -> dict[str, Any]:
+    size, nonneg = _sizes(PosInt, nd), _sizes(NonNegInt, nd)
+    if transposed:
+        padding: Any = nonneg | Literal["auto"] if nd == 2 else nonneg
+        pad_doc = ("dilation*(kernel_size-1)-padding zeros are added to both sides of the input"
+                   + ("; 'auto': solved for output_shape, with output_padding unless that is given."
+                      if nd == 2 else "."))  # fmt: skip
+    else:
+        padding = nonneg | Literal["same", "valid", "auto"] if nd == 2 else nonneg | Literal["same", "valid"]
+        pad_doc = ("Zero padding on both sides: p, one per axis, 'valid' (= 0) or 'same' (output size = "
+                   "input size; stride 1 only; the odd pixel goes right/bottom)"
+                   + (", or 'auto' (solved for output_shape)." if nd == 2 else "."))  # fmt: skip
+    fields: dict[str, Any] = {
+        "in_channels": (
+            PosInt | None,
+            Field(None, description="Input channels; inferred, checked when given."),
+        ),
+        "out_channels": (PosInt, Field(description="Output channels (number of filters).")),
+        "kernel_size": (size, Field(description="Kernel size: k, or one per spatial axis.")),
+        "stride": (size, Field(1, description="Stride: s, or one per spatial axis.")),
+        "padding": (padding, Field(0, description=pad_doc)),
+    }
+    if transposed:
+        fields["output_padding"] = (
+            nonneg,
+            Field(
+                0, description="Extra size added to one side of the output; must be < max(stride, dilation)."
+            ),
+        )
+    fields |= {
+        "dilation": (size, Field(1, description="Spacing between kernel elements.")),
+        "groups": (
+            PosInt,
+            Field(1, description="Blocked connections; must divide in_channels and out_channels."),
+        ),
+        "bias": (Bool, Field(True, description="Add a learnable bias per output channel.")),
+    }
+    if nd == 2:
+        fields["output_shape"] = (OutputShape | None, _output_shape_field())
+    return fields
+
+
+def _pool_fields(nd: int, kind: str) -> dict[str, Any]:
+    size, nonneg = _sizes(PosInt, nd), _sizes(NonNegInt, nd)
+    pad_kind = "-inf" if kind == "Max" else "zero"
+    fields: dict[str, Any] = {
+        "kernel_size": (size, Field(description="Window size: k, or one per spatial axis.")),
+        "stride": (size | None, Field(None, description="Window stride; defaults to kernel_size.")),
+        "padding": (
+            nonneg | Literal["auto"] if nd == 2 else nonneg,
+            Field(0, description=f"Implicit {pad_kind} padding, <= kernel_size/2"
+                  + ("; 'auto': solved for output_shape." if nd == 2 else ".")),
+        ),
+    }  # fmt: skip
+    if nd == 2:
+        fields["output_shape"] = (OutputShape | None, _output_shape_field())
+    if kind == "Max":
+        fields["dilation"] = (size, Field(1, description="Spacing between window elements."))
+    fields["ceil_mode"] = (Bool, Field(False, description="Use ceil instead of floor for the output size."))
+    if kind == "Avg":
+        fields["count_include_pad"] = (
+            Bool,
+            Field(True, description="Include the zero padding in the average."),
+        )
+    return fields
+
+
+def _norm_fields(affine: bool, track: bool) -> dict[str, Any]:
+    return {
+        "num_features": (PosInt | None, Field(None, description="Channels C of the input; inferred, "
+                                                                "checked when given.")),
+        "eps": (NonNegFloat, Field(1e-5, description="Added to the variance for numerical stability.")),
+        "momentum": (Probability | None, Field(0.1, description="Running statistics update factor "
+                                                                "(null: a cumulative average).")),
+        "affine": (Bool, Field(affine, description="Learnable per-channel scale (weight) and shift (bias).")),
+        "track_running_stats": (Bool, Field(track, description="Keep running mean/variance buffers "
+                                                               "(buffers, not parameters).")),
+    }  # fmt: skip
+
+
+def _pad_fields(nd: int, kind: str) -> dict[str, Any]:
+    value = AnyInt if kind in ("Zero", "Constant") else NonNegInt
+    sides = ["left, right", "top, bottom", "front, back"][:nd]
+    fields: dict[str, Any] = {
+        "padding": (
+            value | tuple[(value,) * (2 * nd)],  # type: ignore[misc]
+            Field(description=f"Padding on every side, or {2 * nd} values: [{', '.join(sides)}] "
+                  "(torch's order, last axis first)"
+                  + ("; negative values crop." if kind in ("Zero", "Constant") else ".")),
+        )
+    }  # fmt: skip
+    if kind == "Constant":
+        fields["value"] = (Float, Field(description="The value of the padded elements."))
+    return fields
+
+
+_DOC_ND = {1: "(C, L)", 2: "(C, H, W)", 3: "(C, D, H, W)"}
+_MODELS: list[type[BaseModel]] = []
+for _nd in (2, 1, 3):  # 2-D first: the type pickers list them first
+    _base = _AutoPadding if _nd == 2 else _Layer
+    _MODELS += [
+        _model(
+            f"Conv{_nd}d", _base, _conv_fields(_nd, False), f"torch.nn.Conv{_nd}d on a {_DOC_ND[_nd]} input."
+        ),
+        _model(f"ConvTranspose{_nd}d", _base, _conv_fields(_nd, True), f"torch.nn.ConvTranspose{_nd}d."),
+        _model(f"MaxPool{_nd}d", _base, _pool_fields(_nd, "Max"), f"torch.nn.MaxPool{_nd}d."),
+        _model(f"AvgPool{_nd}d", _base, _pool_fields(_nd, "Avg"), f"torch.nn.AvgPool{_nd}d."),
+    ]
+    for _kind in ("Avg", "Max"):
+        _out = PosInt | tuple[(PosInt | None,) * _nd]  # type: ignore[misc]
+        _MODELS.append(_model(f"Adaptive{_kind}Pool{_nd}d", _Layer, {
+            "output_size": (_out, Field(description="Target output size: s, or one per axis "
+                                                    "(null keeps that axis)."))
+        }, f"torch.nn.Adaptive{_kind}Pool{_nd}d."))  # fmt: skip
+    _MODELS.append(_model(f"BatchNorm{_nd}d", _Layer, _norm_fields(True, True), f"torch.nn.BatchNorm{_nd}d."))
+    _MODELS.append(
+        _model(f"InstanceNorm{_nd}d", _Layer, _norm_fields(False, False), f"torch.nn.InstanceNorm{_nd}d.")
     )
-    out_channels: PosInt = Field(description="Output channels (number of filters).")
-    kernel_size: PosPair = Field(description="Kernel size: k or [kh, kw].")
-    stride: PosPair = Field(default=1, description="Stride: s or [sh, sw].")
-    dilation: PosPair = Field(default=1, description="Spacing between kernel elements: d or [dh, dw].")
-    groups: PosInt = Field(
-        default=1, description="Blocked connections; must divide in_channels and out_channels."
-    )
-    bias: bool = Field(default=True, description="Add a learnable bias per output channel.")
+    for _kind in ("Zero", "Constant", "Reflection", "Replication"):
+        _MODELS.append(
+            _model(f"{_kind}Pad{_nd}d", _Layer, _pad_fields(_nd, _kind), f"torch.nn.{_kind}Pad{_nd}d.")
+        )
+    _MODELS.append(_model(f"Dropout{_nd}d", _Layer, {
+        "p": (Probability, Field(0.5, description="Probability of a whole channel to be zeroed."))
+    }, f"torch.nn.Dropout{_nd}d."))  # fmt: skip
+globals().update({cls.__name__: cls for cls in _MODELS})
 
 
-class Conv2d(_ConvBase, _AutoPadding):
-    type: Literal["Conv2d"] = Field("Conv2d", description="torch.nn class name.")
-    padding: NonNegPair | Literal["same", "valid", "auto"] = Field(
-        default=0,
-        description="Zero padding on both sides: p, [ph, pw], 'valid' (= 0) or 'same' "
-        "(output size = input size; stride 1 only; the odd pixel goes right/bottom), "
-        "or 'auto' (solved for output_shape).",
-    )
-    output_shape: OutputShape | None = _output_shape_field()
+def _simple(name: str, doc: str, **fields: Any) -> type[BaseModel]:
+    return _model(name, _Layer, fields, doc)
 
 
-class ConvTranspose2d(_ConvBase, _AutoPadding):
-    type: Literal["ConvTranspose2d"] = Field("ConvTranspose2d", description="torch.nn class name.")
-    padding: NonNegPair | Literal["auto"] = Field(
-        default=0,
-        description="dilation*(kernel_size-1)-padding zeros are added to both sides of the input; "
-        "'auto': solved for output_shape, with output_padding unless that is given.",
-    )
-    output_padding: NonNegPair = Field(
-        default=0, description="Extra size added to one side of the output; must be < max(stride, dilation)."
-    )
-    output_shape: OutputShape | None = _output_shape_field()
+_P = Field(0.5, description="Probability of an element to be zeroed.")
+_SOFTMAX_DIM = Field(None, description="Dim along which to normalise (batch dim is 0).")
+_MODELS += [
+    _simple("GroupNorm", "torch.nn.GroupNorm: statistics over groups of channels and all positions.",
+            num_groups=(PosInt, Field(description="Groups the channels are split into; must divide them.")),
+            num_channels=(PosInt | None, Field(None, description="Channels; inferred, checked when given.")),
+            eps=(NonNegFloat, Field(1e-5, description="Added to the variance for numerical stability.")),
+            affine=(Bool, Field(True, description="Learnable per-channel scale and shift."))),
+    _simple("LayerNorm", "torch.nn.LayerNorm over the last dims of the input.",
+            normalized_shape=(PosInt | list[PosInt], Field(description="The last dims normalised over.")),
+            eps=(NonNegFloat, Field(1e-5, description="Added to the variance for numerical stability.")),
+            elementwise_affine=(Bool, Field(True, description="Learnable scale (and bias) per element.")),
+            bias=(Bool, Field(True, description="With elementwise_affine, a learnable bias too."))),
+    _simple("Dropout", "torch.nn.Dropout.", p=(Probability, _P)),
+    _simple("AlphaDropout", "torch.nn.AlphaDropout (for SELU networks).", p=(Probability, _P)),
+    _simple("FeatureAlphaDropout", "torch.nn.FeatureAlphaDropout.", p=(Probability, _P)),
+    _simple("Flatten", "torch.nn.Flatten.",
+            start_dim=(Dim, Field(1, description="First dim to flatten, counting the batch dim as 0.")),
+            end_dim=(Dim, Field(-1, description="Last dim to flatten (negative counts from the end)."))),
+    _simple("Unflatten", "torch.nn.Unflatten.",
+            dim=(Dim, Field(description="The dim to unflatten, counting the batch dim as 0.")),
+            unflattened_size=(list[PosInt], Field(description="The sizes it becomes (product = its size)."))),
+    _simple("Linear", "torch.nn.Linear on a flat input.",
+            in_features=(PosInt | None, Field(None, description="Inferred; checked if given.")),
+            out_features=(PosInt, Field(description="Output features.")),
+            bias=(Bool, Field(True, description="Add a learnable bias."))),
+    _simple("LeakyReLU", "torch.nn.LeakyReLU.",
+            negative_slope=(Float, Field(0.01, description="Slope for negative inputs."))),
+    _simple("ELU", "torch.nn.ELU.", alpha=(Float, Field(1.0, description="Value it saturates to (-alpha)."))),
+    _simple("CELU", "torch.nn.CELU.", alpha=(Float, Field(1.0, description="The alpha of CELU."))),
+    _simple("GELU", "torch.nn.GELU.", approximate=(Literal["none", "tanh"], Field(
+        "none", description="'tanh' uses the tanh approximation."))),
+    _simple("Hardtanh", "torch.nn.Hardtanh.",
+            min_val=(Float, Field(-1.0, description="Lower end of the linear region.")),
+            max_val=(Float, Field(1.0, description="Upper end of the linear region."))),
+    _simple("Softplus", "torch.nn.Softplus.",
+            beta=(Float, Field(1.0, description="The beta of softplus.")),
+            threshold=(Float, Field(20.0, description="Above it the function is linear."))),
+    _simple("PReLU", "torch.nn.PReLU: a learnable slope, one or one per channel.",
+            num_parameters=(PosInt, Field(1, description="1, or the number of input channels.")),
+            init=(Float, Field(0.25, description="Initial slope."))),
+    _simple("Softmax", "torch.nn.Softmax.", dim=(Dim | None, _SOFTMAX_DIM)),
+    _simple("LogSoftmax", "torch.nn.LogSoftmax.", dim=(Dim | None, _SOFTMAX_DIM)),
+    _simple("ChannelShuffle", "torch.nn.ChannelShuffle (ShuffleNet).",
+            groups=(PosInt, Field(description="Groups the channels are shuffled across; must divide them."))),
+    _simple("Upsample", "torch.nn.Upsample (F.interpolate).",
+            size=(PosInt | list[PosInt] | None, Field(None, description="Output size: s, or one per axis.")),
+            scale_factor=(PosFloat | list[PosFloat] | None, Field(None, description="Size multiplier.")),
+            mode=(Literal["nearest", "linear", "bilinear", "bicubic", "trilinear", "nearest-exact"],
+                  Field("nearest", description="Interpolation (linear: 1-D, bilinear/bicubic: 2-D, "
+                                               "trilinear: 3-D).")),
+            align_corners=(Bool | None, Field(None, description="Linear modes: align the corner pixels."))),
+    _simple("PixelShuffle", "torch.nn.PixelShuffle: (C·r², H, W) -> (C, H·r, W·r).",
+            upscale_factor=(PosInt, Field(description="r."))),
+    _simple("PixelUnshuffle", "torch.nn.PixelUnshuffle: (C, H·r, W·r) -> (C·r², H, W).",
+            downscale_factor=(PosInt, Field(description="r."))),
+    _simple("Add", "The elementwise sum of its inputs (a + b); shapes must match."),
+    _simple("Mul", "The elementwise product of its inputs, broadcast (a * gate)."),
+    _simple("Cat", "torch.cat of its inputs.", dim=(Dim, Field(1, description="The dim to concatenate on "
+                                                                            "(batch is 0; channels: 1)."))),
+]  # fmt: skip
+for _name in ("ReLU", "ReLU6", "SELU", "SiLU", "Mish", "Hardswish", "Hardsigmoid", "Tanh", "Sigmoid",
+              "Softsign", "Tanhshrink", "Identity"):  # fmt: skip
+    _MODELS.append(_simple(_name, f"torch.nn.{_name}."))
+globals().update({cls.__name__: cls for cls in _MODELS})
 
-
-class MaxPool2d(_AutoPadding):
-    type: Literal["MaxPool2d"] = Field("MaxPool2d", description="torch.nn class name.")
-    kernel_size: PosPair = Field(description="Window size: k or [kh, kw].")
-    stride: PosPair | None = Field(default=None, description="Window stride; defaults to kernel_size.")
-    padding: NonNegPair | Literal["auto"] = Field(
-        default=0, description="Implicit -inf padding, <= kernel_size/2; 'auto': solved for output_shape."
-    )
-    output_shape: OutputShape | None = _output_shape_field()
-    dilation: PosPair = Field(default=1, description="Spacing between window elements.")
-    ceil_mode: bool = Field(default=False, description="Use ceil instead of floor for the output size.")
-
-
-class AvgPool2d(_AutoPadding):
-    type: Literal["AvgPool2d"] = Field("AvgPool2d", description="torch.nn class name.")
-    kernel_size: PosPair = Field(description="Window size: k or [kh, kw].")
-    stride: PosPair | None = Field(default=None, description="Window stride; defaults to kernel_size.")
-    padding: NonNegPair | Literal["auto"] = Field(
-        default=0, description="Implicit zero padding, <= kernel_size/2; 'auto': solved for output_shape."
-    )
-    output_shape: OutputShape | None = _output_shape_field()
-    ceil_mode: bool = Field(default=False, description="Use ceil instead of floor for the output size.")
-    count_include_pad: bool = Field(default=True, description="Include the zero padding in the average.")
-
-
-class AdaptiveAvgPool2d(_Layer):
-    type: Literal["AdaptiveAvgPool2d"] = Field("AdaptiveAvgPool2d", description="torch.nn class name.")
-    output_size: PosPair = Field(description="Target output size: s or [h, w].")
-
-
-class AdaptiveMaxPool2d(_Layer):
-    type: Literal["AdaptiveMaxPool2d"] = Field("AdaptiveMaxPool2d", description="torch.nn class name.")
-    output_size: PosPair = Field(description="Target output size: s or [h, w].")
-
-
-class BatchNorm2d(_Layer):
-    type: Literal["BatchNorm2d"] = Field("BatchNorm2d", description="torch.nn class name.")
-    num_features: PosInt | None = Field(
-        default=None, description="Channels C of the (N, C, H, W) input; inferred, checked when given."
-    )
-    eps: PosFloat = Field(default=1e-5, description="Added to the variance for numerical stability.")
-    momentum: float = Field(default=0.1, ge=0, le=1, description="Running statistics update factor.")
-    affine: bool = Field(default=True, description="Learnable per-channel scale (weight) and shift (bias).")
-    track_running_stats: bool = Field(
-        default=True, description="Keep running mean/variance buffers (buffers, not parameters)."
-    )
-
-
-class Dropout(_Layer):
-    type: Literal["Dropout"] = Field("Dropout", description="torch.nn class name.")
-    p: float = Field(default=0.5, ge=0, le=1, description="Probability of an element to be zeroed.")
-
-
-class Dropout2d(_Layer):
-    type: Literal["Dropout2d"] = Field("Dropout2d", description="torch.nn class name.")
-    p: float = Field(default=0.5, ge=0, le=1, description="Probability of a whole channel to be zeroed.")
-
-
-class Flatten(_Layer):
-    type: Literal["Flatten"] = Field("Flatten", description="torch.nn class name.")
-    start_dim: int = Field(default=1, description="First dim to flatten, counting the batch dim as 0.")
-    end_dim: int = Field(default=-1, description="Last dim to flatten (negative counts from the end).")
-
-
-class Linear(_Layer):
-    type: Literal["Linear"] = Field("Linear", description="torch.nn class name.")
-    in_features: PosInt | None = Field(
-        default=None, description="Input features; inferred from the previous layer, checked when given."
-    )
-    out_features: PosInt = Field(description="Output features.")
-    bias: bool = Field(default=True, description="Add a learnable bias.")
-
-
-class ReLU(_Layer):
-    type: Literal["ReLU"] = Field("ReLU", description="torch.nn class name.")
-
-
-class LeakyReLU(_Layer):
-    type: Literal["LeakyReLU"] = Field("LeakyReLU", description="torch.nn class name.")
-    negative_slope: float = Field(default=0.01, description="Slope for negative inputs.")
-
-
-class ELU(_Layer):
-    type: Literal["ELU"] = Field("ELU", description="torch.nn class name.")
-    alpha: float = Field(default=1.0, description="Value the ELU saturates to for negative inputs (-alpha).")
-
-
-class GELU(_Layer):
-    type: Literal["GELU"] = Field("GELU", description="torch.nn class name.")
-    approximate: Literal["none", "tanh"] = Field(
-        default="none", description="'tanh' uses the tanh approximation."
-    )
-
-
-class SiLU(_Layer):
-    type: Literal["SiLU"] = Field("SiLU", description="torch.nn class name.")
-
-
-class Tanh(_Layer):
-    type: Literal["Tanh"] = Field("Tanh", description="torch.nn class name.")
-
-
-class Sigmoid(_Layer):
-    type: Literal["Sigmoid"] = Field("Sigmoid", description="torch.nn class name.")
-
-
-class Softmax(_Layer):
-    type: Literal["Softmax"] = Field("Softmax", description="torch.nn class name.")
-    dim: int | None = Field(default=None, description="Dim along which to normalise (batch dim is 0).")
-
-
-class LogSoftmax(_Layer):
-    type: Literal["LogSoftmax"] = Field("LogSoftmax", description="torch.nn class name.")
-    dim: int | None = Field(default=None, description="Dim along which to normalise (batch dim is 0).")
-
-
-class Identity(_Layer):
-    type: Literal["Identity"] = Field("Identity", description="torch.nn class name.")
-
-
-LAYER_TYPES: tuple[type[_Layer], ...] = (
-    Conv2d, ConvTranspose2d, MaxPool2d, AvgPool2d, AdaptiveAvgPool2d, AdaptiveMaxPool2d,
-    BatchNorm2d, Dropout, Dropout2d, Flatten, Linear,
-    ReLU, LeakyReLU, ELU, GELU, SiLU, Tanh, Sigmoid, Softmax, LogSoftmax, Identity,
-)  # fmt: skip
+LAYER_TYPES: tuple[type[_Layer], ...] = tuple(_MODELS)
 LAYER_CLASSES: dict[str, type[_Layer]] = {cls.__name__: cls for cls in LAYER_TYPES}
 _CANONICAL = {name.lower(): name for name in LAYER_CLASSES}
+STRUCTURE_TYPES = ("Sequential",)
 
-Layer = Annotated[Union[LAYER_TYPES], Field(discriminator="type")]  # type: ignore[valid-type]  # noqa: UP007
+
+def canonical_type(name: Any) -> Any:
+    """``conv2d`` -> ``Conv2d`` (torch.nn names, case-insensitively); other values unchanged."""
+    if not isinstance(name, str):
+        return name
+    if name.lower() == "sequential":
+        return "Sequential"
+    return _CANONICAL.get(name.lower(), name)
 
 
-class Network(BaseModel):
-    """A network: an input size and a stack of layers applied in order."""
+class Sequential(_Layer):
+    """Layers applied in order, like nn.Sequential: unnamed members are named 0, 1, ..."""
+
+    type: Literal["Sequential"] = Field("Sequential", description="torch.nn class name.")
+    layers: list[Any] = Field(description="The group's layers (each a layer, a block use or a Sequential).")
+
+
+class BlockUse(BaseModel):
+    """A use of a block defined under ``blocks``: ``type`` is the block's name, its parameters
+    are given as fields."""
+
+    model_config = ConfigDict(extra="allow", frozen=True, defer_build=True)
+
+    type: str = Field(description="The block's name, as defined under blocks.")
+    name: str | None = Field(
+        default=None, description="Module name of this use (default: derived from the block)."
+    )
+    inputs: Inputs | None = Field(default=None, description="What the block reads (one layer, or 'input').")
+    repeat: PosInt = Field(default=1, le=100_000, description="Apply the block this many times in a chain.")
+
+    @field_validator("type")
+    @classmethod
+    def _known(cls, kind: str, info: ValidationInfo) -> str:
+        """Not a layer type: it must name a block of the spec (known from the context)."""
+        blocks = (info.context or {}).get("blocks")
+        if blocks is None or kind in blocks:
+            return kind
+        close = _closest(kind, [*LAYER_CLASSES, "Sequential", *blocks])
+        hint = f"did you mean '{close}'? " if close else ""
+        defined = f"; blocks: {', '.join(blocks)}" if blocks else ""
+        raise ValueError(f"unknown layer type {kind!r}; {hint}known types: {', '.join(LAYER_CLASSES)}, "
+                         f"Sequential{defined}")  # fmt: skip
+
+
+class Block(BaseModel):
+    """A reusable block: parameters with defaults (null: must be given) and layers that may
+    write ``$name`` or ``${expression}`` for a parameter's value."""
 
     model_config = ConfigDict(extra="forbid", frozen=True, defer_build=True)
 
-    name: str = Field(default="network", description="Name of the network (used for exported classes).")
-    input: tuple[PosInt, PosInt, PosInt] = Field(
-        description="Input size per sample: [channels, height, width] (the batch dim is not written)."
+    params: dict[str, Any] | list[str] = Field(default_factory=dict, description="Parameters and defaults.")
+    layers: list[dict[str, Any]] = Field(description="The block's layers, as in a spec's layers.")
+    output: str | None = Field(
+        default=None, description="The layer whose output is the block's (default: the last)."
     )
-    layers: list[Layer] = Field(default_factory=list, description="Layers, applied in order.")
+
+
+def _item_tag(value: Any) -> str:
+    kind = canonical_type(value.get("type") if isinstance(value, dict) else getattr(value, "type", None))
+    if not isinstance(kind, str):
+        return None  # type: ignore[return-value]
+    if kind in LAYER_CLASSES or kind == "Sequential":
+        return kind
+    return "block" if isinstance(kind, str) else None  # type: ignore[return-value]
+
+
+Layer = Annotated[Union[LAYER_TYPES], Field(discriminator="type")]  # type: ignore[valid-type]  # noqa: UP007
+Item = Annotated[
+    Union[  # noqa: UP007
+        tuple(Annotated[cls, Tag(cls.__name__)] for cls in LAYER_TYPES)  # type: ignore[misc]
+        + (Annotated[Sequential, Tag("Sequential")], Annotated[BlockUse, Tag("block")])
+    ],
+    Discriminator(_item_tag),
+]
+
+
+class Network(BaseModel):
+    """A network: an input size and its layers (a straight stack, or a graph with blocks)."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True, defer_build=True)
+
+    name: str = Field(
+        default="network", max_length=200, description="Name of the network (used for exported classes)."
+    )
+    input: tuple[PosInt, ...] = Field(
+        min_length=1,
+        max_length=4,
+        description="Input size per sample, the batch dim left out: [features], [channels, length], "
+        "[channels, height, width] or [channels, depth, height, width].",
+    )
+    blocks: dict[str, Block] = Field(default_factory=dict, description="Reusable blocks, by name.")
+    layers: list[Item] = Field(default_factory=list, description="Layers, applied in order.")  # type: ignore[valid-type]
+    output: str | None = Field(
+        default=None, description="The layer whose output is the network's (default: the last)."
+    )
+
+    _graph: Any = PrivateAttr(default=None)
 
     @field_validator("layers", mode="before")
     @classmethod
     def _canonical_type(cls, layers: Any) -> Any:
         """Accept ``type: conv2d`` as ``Conv2d`` (torch.nn names, case-insensitively)."""
-        if not isinstance(layers, list):
-            return layers
-        out = []
-        for layer in layers:
-            if isinstance(layer, dict) and isinstance(layer.get("type"), str):
-                layer = {**layer, "type": _CANONICAL.get(layer["type"].lower(), layer["type"])}
-            out.append(layer)
-        return out
+        return canonical_types(layers)
 
     @model_validator(mode="after")
-    def _check_names(self) -> Network:
-        check_names(self)
+    def _check_graph(self, info: ValidationInfo) -> Network:
+        if not self.blocks and all(
+            layer.type in LAYER_CLASSES and layer.repeat == 1 for layer in self.layers
+        ):
+            check_names(self)  # the straight stack of old: its messages, as before
+        source = (info.context or {}).get("source", "<spec>") if info is not None else "<spec>"
+        try:
+            graph = expand(self, _make_item, source, LAYER_CLASSES)
+        except SpecError as error:
+            raise ValueError(_GRAPH_ERROR + "\n".join(error.problems)) from None
+        self._graph = (self.layers, self.blocks, self.output, graph)
         return self
+
+    @property
+    def graph(self) -> Graph:
+        """The expanded graph (``convcalc.graph``); recomputed when a copy changed the layers."""
+        cached = self._graph
+        if (
+            cached is not None
+            and cached[0] is self.layers
+            and cached[1] is self.blocks
+            and cached[2] == self.output
+        ):
+            return cached[3]
+        graph = expand(self, _make_item, "<spec>", LAYER_CLASSES)
+        self._graph = (self.layers, self.blocks, self.output, graph)
+        return graph
+
+
+_GRAPH_ERROR = "graph:"  # marks the value_error of the expansion: its lines are messages already
+
+
+def canonical_types(layers: Any) -> Any:
+    if not isinstance(layers, list):
+        return layers
+    out = []
+    for layer in layers:
+        if isinstance(layer, dict) and isinstance(layer.get("type"), str):
+            layer = {**layer, "type": canonical_type(layer["type"])}
+            if layer["type"] == "Sequential":
+                layer["layers"] = canonical_types(layer.get("layers"))
+        out.append(layer)
+    return out
+
+
+@cache
+def _item_adapter() -> TypeAdapter:
+    return TypeAdapter(Item)
+
+
+def _make_item(raw: dict, where: str) -> Any:
+    """A block body's layer (its parameters substituted), validated; ``SpecError`` names it."""
+    raw = canonical_types([raw])[0]
+    try:
+        return _item_adapter().validate_python(raw)
+    except ValidationError as exc:
+        raise SpecError(_messages(exc, {"layers": [raw]}, where.rstrip(": "), (), item_label=where)) from None
 
 
 # --------------------------------------------------------------------------------------
@@ -299,7 +509,9 @@ def network_from_data(data: Any, source: str = "<spec>", layer_lines: Sequence[i
         example = "input: [1, 28, 28] and layers: [{type: Conv2d, out_channels: 6, kernel_size: 5}]"
         raise SpecError([f"{source}: {problem}; e.g. {example}"])
     try:
-        return Network.model_validate(data)
+        blocks = data.get("blocks")
+        names = [name for name in blocks if isinstance(name, str)] if isinstance(blocks, dict) else []
+        return Network.model_validate(data, context={"source": source, "blocks": names})
     except ValidationError as exc:
         raise SpecError(_messages(exc, data, source, layer_lines)) from None
 
@@ -313,12 +525,19 @@ _FORMS = {
 _POS_PAIR_FORM = "an integer >= 1 or a pair [h, w] of them"
 
 
-def _messages(exc: ValidationError, data: dict, source: str, layer_lines: Sequence[int]) -> list[str]:
+def _messages(
+    exc: ValidationError, data: dict, source: str, layer_lines: Sequence[int], item_label: str | None = None
+) -> list[str]:
     messages: list[str] = []
     layers = data.get("layers") if isinstance(data.get("layers"), list) else []
     seen_unions: set[tuple] = set()
     for error in exc.errors(include_url=False):
-        loc = list(error["loc"])
+        if error["type"] == "value_error" and str(error.get("ctx", {}).get("error", "")).startswith(
+            _GRAPH_ERROR
+        ):
+            messages.extend(str(error["ctx"]["error"])[len(_GRAPH_ERROR) :].split("\n"))
+            continue
+        loc = [part for part in error["loc"] if part not in ("Sequential", "block")]
         if loc[:1] == ["input"] and (len(loc) > 1 or error["type"] != "missing"):
             # [1, 28], [1, 0, 28], [1, 28, 28, 3], 28: one message for the whole field, not per item
             if ("input",) in seen_unions:
@@ -348,8 +567,11 @@ def _messages(exc: ValidationError, data: dict, source: str, layer_lines: Sequen
                 where = f"{source}:{layer_lines[index]}"
             raw = layers[index] if index < len(layers) else None
             label = _layer_label(index, raw)
+            if item_label is not None:  # a layer inside a block or group: its place says which
+                where = source
+                label = label.replace("layer 0 ", "", 1) if label != "layer 0" else ""
             field = [str(part) for part in loc[2:] if str(part) not in LAYER_CLASSES]
-            where += f": {label}"
+            where += f": {label}" if label else ""
             if field:
                 where += f": field '{'.'.join(field)}'"
         elif loc:
@@ -384,11 +606,17 @@ def _explain_error(error: dict) -> str:
         close = _closest(str(tag), list(LAYER_CLASSES))
         hint = f"did you mean '{close}'? " if close else ""
         return f"unknown layer type {tag!r}; {hint}known types: {', '.join(LAYER_CLASSES)}"
+    if kind == "union_tag_not_found" and not isinstance(error.get("input"), dict):
+        return (
+            f"a layer is a mapping such as {{type: Conv2d, out_channels: 6, kernel_size: 5}}, "
+            f"not {_show(error['input'])}"
+        )
     if kind == "union_tag_not_found":
         return f"missing 'type'; give the torch.nn class name, one of: {', '.join(LAYER_CLASSES)}"
     if kind == "input_shape":
         return (
-            f"give [channels, height, width], integers >= 1 (e.g. [1, 28, 28]), not {_show(error['input'])}"
+            f"give [channels, height, width], integers >= 1 (e.g. [1, 28, 28]; also [features], "
+            f"[channels, length] or [channels, depth, height, width]), not {_show(error['input'])}"
         )
     if kind == "missing":
         if error["loc"] == ("input",):
@@ -427,14 +655,23 @@ def _closest(word: str, options: Sequence[str]) -> str | None:
 
 def spec_to_data(network: Network) -> dict[str, Any]:
     """The spec as plain data, omitting fields left at their defaults (for saving as YAML)."""
-    return {
-        "name": network.name,
-        "input": list(network.input),
-        "layers": [
-            {"type": layer.type, **_plain(layer.model_dump(exclude_defaults=True, exclude={"type"}))}
-            for layer in network.layers
-        ],
-    }
+    data: dict[str, Any] = {"name": network.name, "input": list(network.input)}
+    if network.blocks:
+        data["blocks"] = {
+            name: {
+                "params": _plain(block.params),
+                "layers": _plain(block.layers),
+                **({"output": block.output} if block.output is not None else {}),
+            }
+            for name, block in network.blocks.items()
+        }
+    data["layers"] = [
+        {"type": item.type, **_plain(item.model_dump(exclude_defaults=True, exclude={"type"}))}
+        for item in network.layers
+    ]
+    if network.output is not None:
+        data["output"] = network.output
+    return data
 
 
 def _plain(value: Any) -> Any:
@@ -446,16 +683,48 @@ def _plain(value: Any) -> Any:
 
 
 def dump_spec(network: Network) -> str:
-    """YAML text that ``parse_spec`` reads back to an equal ``Network``; one flow mapping a layer."""
+    """YAML text that ``parse_spec`` reads back to an equal ``Network``; one flow mapping a
+    layer (a group or a block spelled out over lines, its layers one flow mapping each)."""
     data = spec_to_data(network)
     head = yaml.safe_dump({"name": data["name"]}, sort_keys=False).strip()
-    lines = [head, f"input: [{', '.join(str(v) for v in data['input'])}]", "layers:"]
-    for layer in data["layers"]:
-        flow = yaml.safe_dump(layer, default_flow_style=True, sort_keys=False, width=10_000).strip()
-        lines.append(f"  - {flow}")
-    if not data["layers"]:
-        lines[-1] = "layers: []"
+    lines = [head, f"input: [{', '.join(str(v) for v in data['input'])}]"]
+    if "blocks" in data:
+        lines.append("blocks:")
+        for name, block in data["blocks"].items():
+            lines.append(f"  {_flow(name)}:")
+            lines.append(f"    params: {_flow(block['params'])}")
+            if "output" in block:
+                lines.append(f"    output: {_flow(block['output'])}")
+            lines.append("    layers:" if block["layers"] else "    layers: []")
+            lines += _items(block["layers"], "      ")
+    lines.append("layers:" if data["layers"] else "layers: []")
+    lines += _items(data["layers"], "  ")
+    if "output" in data:
+        lines.append(f"output: {_flow(data['output'])}")
     return "\n".join(lines) + "\n"
+
+
+def _flow(value: Any) -> str:
+    return (
+        yaml.safe_dump(value, default_flow_style=True, sort_keys=False, width=10_000)
+        .strip()
+        .removesuffix("\n...")
+    )
+
+
+def _items(items: list[Any], indent: str) -> list[str]:
+    lines = []
+    for item in items:
+        if isinstance(item, dict) and isinstance(item.get("layers"), list) and item["layers"]:
+            head = {key: value for key, value in item.items() if key != "layers"}
+            first, *rest = [f"{key}: {_flow(value)}" for key, value in head.items()]
+            lines.append(f"{indent}- {first}")
+            lines += [f"{indent}  {line}" for line in rest]
+            lines.append(f"{indent}  layers:")
+            lines += _items(item["layers"], indent + "    ")
+        else:
+            lines.append(f"{indent}- {_flow(item)}")
+    return lines
 
 
 def json_schema() -> dict[str, Any]:

@@ -172,28 +172,93 @@ class _Refused(Exception):
 # Schema keywords this reader understands; a node with any other keyword is refused.
 _KEYWORDS = frozenset(
     """type anyOf const enum minimum maximum exclusiveMinimum exclusiveMaximum prefixItems minItems
-    maxItems items properties required additionalProperties default description title $ref
-    discriminator oneOf""".split()
+    maxItems items minLength maxLength properties required additionalProperties default description
+    title $ref discriminator oneOf""".split()
 )
 
 
 def plain_network(data: Any) -> SimpleNamespace | None:
-    """The validated network (attributes as on ``spec.Network``), or None: ask Pydantic."""
+    """The validated network (attributes as on ``spec.Network``), or None: ask Pydantic.
+
+    Plain means: every layer's values exactly as the schema states them; blocks, groups,
+    ``inputs:`` and ``repeat`` are the graph's to check (``graph.expand``, the same code
+    Pydantic's path runs), their leaf layers validated here."""
+    from convcalc.graph import expand
+
     root = schema()
+    if type(data) is not dict or type(data.get("layers", [])) is not list:
+        return None
+    top = {
+        **root,
+        "properties": {k: v for k, v in root["properties"].items() if k not in ("layers", "blocks")},
+    }
     try:
-        values = _object(root, data)
+        values = _object(top, {key: value for key, value in data.items() if key not in ("layers", "blocks")})
+        blocks = _plain_blocks(data.get("blocks", {}))
+        layers = [_plain_item(item, blocks) for item in data.get("layers", [])]
     except _Refused:
         return None
-    network = SimpleNamespace(**values)
-    network.layers = [SimpleNamespace(**layer) for layer in network.layers]
-    if any(vars(layer).get("output_shape") is not None or vars(layer).get("padding") == "auto"
-           for layer in network.layers):  # fmt: skip
-        return None  # padding: auto needs output_shape and the reverse: a rule across fields
+    values["input"] = tuple(values["input"])  # a tuple, as Pydantic makes it
+    network = SimpleNamespace(**values, blocks=blocks, layers=layers)
     try:
-        check_names(network)
-    except ValueError:
+        if not blocks and all(type(layer) is SimpleNamespace and layer.inputs is None and layer.repeat == 1
+                              for layer in layers):  # fmt: skip
+            check_names(network)
+        network.graph = expand(network, _plain_leaf)
+    except (ValueError, SpecError, _Refused):
         return None
+    if any(vars(node.layer).get("output_shape") is not None or vars(node.layer).get("padding") == "auto"
+           for node in network.graph.nodes):  # fmt: skip
+        return None  # padding: auto needs output_shape and the reverse: a rule across fields
     return network
+
+
+def _plain_blocks(value: Any) -> dict[str, SimpleNamespace]:
+    """``blocks:`` as data: names to params, layers (data until used) and output."""
+    _require(type(value) is dict)
+    out = {}
+    for name, block in value.items():
+        _require(type(name) is str and type(block) is dict and set(block) <= {"params", "layers", "output"})
+        params = block.get("params", {})
+        _require(type(params) is dict and all(type(k) is str for k in params)
+                 or type(params) is list and all(type(k) is str for k in params))  # fmt: skip
+        layers = block.get("layers")
+        _require(type(layers) is list and all(type(item) is dict for item in layers))
+        _require(block.get("output") is None or type(block.get("output")) is str)
+        out[name] = SimpleNamespace(params=params, layers=layers, output=block.get("output"))
+    return out
+
+
+def _plain_item(value: Any, blocks: dict[str, Any]) -> Any:
+    """A top-level item: a layer (validated now), or a group or block use (data, for the graph)."""
+    kind = value.get("type") if type(value) is dict else None
+    if type(kind) is str and (kind == "Sequential" or kind in blocks):
+        return value
+    return _plain_leaf(value, "")
+
+
+def _plain_leaf(value: Any, where: str) -> SimpleNamespace:
+    """One layer, plainly valid or refused (``_Refused``: Pydantic decides and words the error)."""
+    return SimpleNamespace(**_plain_layer(value))
+
+
+def _plain_layer(value: Any) -> dict[str, Any]:
+    """One layer: ``type`` (any case) names its model in the schema."""
+    _require(type(value) is dict and type(value.get("type")) is str)
+    canonical = _layer_types().get(value["type"].lower())
+    _require(canonical is not None)
+    return _object(schema()["$defs"][canonical], {**value, "type": canonical})
+
+
+@cache
+def _layer_types() -> dict[str, str]:
+    """Lower-case name -> model name, for every layer model (``type`` a constant) in the schema."""
+    out = {}
+    for name, node in schema()["$defs"].items():
+        kind = node.get("properties", {}).get("type", {})
+        if kind.get("const") == name and name != "Sequential":
+            out[name.lower()] = name
+    return out
 
 
 def _value(node: dict[str, Any], value: Any) -> Any:
@@ -222,6 +287,7 @@ def _value(node: dict[str, Any], value: Any) -> Any:
         _require(type(value) is bool)
     elif kind == "string":
         _require(type(value) is str)
+        _require(node.get("minLength", 0) <= len(value) <= node.get("maxLength", len(value)))
     elif kind == "integer":
         _require(type(value) is int)
         _bounds(node, value)
@@ -253,7 +319,7 @@ def _array(node: dict[str, Any], value: Any) -> Any:
     if "prefixItems" in node:  # a fixed-length tuple: (h, w), (C, H, W)
         _require(node.get("minItems") == node.get("maxItems") == len(value) == len(node["prefixItems"]))
         return tuple(_value(item, v) for item, v in zip(node["prefixItems"], value, strict=True))
-    _require("items" in node and "minItems" not in node and "maxItems" not in node)
+    _require("items" in node and node.get("minItems", 0) <= len(value) <= node.get("maxItems", len(value)))
     return [_value(node["items"], v) for v in value]
 
 

@@ -46,16 +46,18 @@ def test_json_interface():
     assert result.returncode == 0
     data = json.loads(result.stdout)
     assert list(data) == [
-        "name", "input_shape", "layers", "output_shape", "total_params", "trainable_params",
-        "total_macs", "warnings", "errors",
+        "name", "input_shape", "layers", "groups", "output", "output_shape", "total_params",
+        "trainable_params", "total_macs", "warnings", "errors",
     ]  # fmt: skip
     first = data["layers"][0]
     assert list(first) == [
-        "index", "name", "type", "output_shape", "params", "trainable_params", "macs", "memory_bytes",
-        "receptive_field", "jump", "start", "warnings",
+        "index", "name", "type", "inputs", "output_shape", "params", "trainable_params", "macs",
+        "memory_bytes", "receptive_field", "jump", "start", "warnings",
     ]  # fmt: skip
     assert first["output_shape"] == [6, 24, 24] and first["receptive_field"] == [5, 5]
     assert data["input_shape"] == [1, 28, 28] and data["errors"] == []
+    assert first["inputs"] == ["input"] and data["layers"][1]["inputs"] == [first["name"]]
+    assert data["groups"] == [] and data["output"] == data["layers"][-1]["name"]
     # Totals are the sums of the rows (torchinfo's model_statistics test).
     assert data["total_params"] == sum(layer["params"] for layer in data["layers"])
     assert data["total_macs"] == sum(layer["macs"] for layer in data["layers"])
@@ -221,10 +223,9 @@ def test_schema_command():
     result = run_cli("schema")
     assert result.returncode == 0
     schema = json.loads(result.stdout)
-    assert (
-        "Conv2d" in schema["$defs"]
-        and schema["properties"]["layers"]["items"]["discriminator"]["propertyName"] == "type"
-    )
+    refs = {item.get("$ref") for item in schema["properties"]["layers"]["items"]["oneOf"]}
+    assert {"#/$defs/Conv1d", "#/$defs/Conv2d", "#/$defs/Conv3d", "#/$defs/Sequential"} <= refs
+    assert schema["$defs"]["Conv2d"]["properties"]["type"]["const"] == "Conv2d"
 
 
 def test_python_dash_m_and_version():

@@ -56,8 +56,8 @@ def test_missing_required_field():
 
 
 def test_unknown_type_suggests_the_closest():
-    (message,) = problems(LENET_HEAD + "  - {type: Conv3d, out_channels: 1, kernel_size: 1}\n")
-    assert "layer 0 (Conv3d)" in message and "did you mean 'Conv2d'" in message
+    (message,) = problems(LENET_HEAD + "  - {type: Con2d, out_channels: 1, kernel_size: 1}\n")
+    assert "layer 0 (Con2d)" in message and "did you mean 'Conv2d'" in message
 
 
 def test_missing_type_lists_types():
@@ -116,8 +116,9 @@ def test_json_spec_loads(tmp_path):
     [
         ("[]", "a spec is a mapping"),
         ("", "the file is empty; a spec is a mapping"),
-        ("input: [1, 28]\nlayers: []\n", "field 'input': give [channels, height, width]"),
-        ("input: [1, 0, 28, 3]\nlayers: []\n", "e.g. [1, 28, 28]), not [1, 0, 28, 3]"),
+        ("input: []\nlayers: []\n", "field 'input': give [channels, height, width]"),
+        ("input: [1, 2, 3, 4, 5]\nlayers: []\n", "[channels, depth, height, width]), not [1, 2, 3, 4, 5]"),
+        ("input: [1, 0, 28]\nlayers: []\n", "e.g. [1, 28, 28]; also"),
         ("layers: []\n", "field 'input': required field is missing; give input: [channels, height, width]"),
         (LENET_HEAD + "  - 7\n", "layer 0: a layer is a mapping such as {type: Conv2d"),
         (LENET_HEAD + "  - {type: Dropout, p: 2}\n", "field 'p': 2 given; should be less than or equal to 1"),
@@ -159,7 +160,7 @@ def test_schema_describes_every_field():
     for name, definition in schema["$defs"].items():
         for field, prop in definition.get("properties", {}).items():
             assert prop.get("description"), f"{name}.{field} has no description"
-    assert set(schema["properties"]) == {"name", "input", "layers"}
+    assert set(schema["properties"]) == {"name", "input", "blocks", "layers", "output"}
 
 
 @pytest.mark.parametrize("name", ["train", "forward", "to", "_modules", "__init__"])

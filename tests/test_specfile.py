@@ -18,6 +18,7 @@ from hypothesis import strategies as st
 
 from convcalc import engine, render, specfile
 from convcalc import spec as S
+from convcalc.layers import REGISTRY
 from tests.conftest import ROOT, SHIPPED_SPECS
 
 
@@ -31,7 +32,8 @@ def plain_data(network) -> dict:
             return ("float", "nan")
         return (type(value).__name__, value)
 
-    layers = [layer.model_dump() if hasattr(layer, "model_dump") else vars(layer) for layer in network.layers]
+    nodes = [node.layer for node in network.graph.nodes]  # every layer, blocks and groups expanded
+    layers = [layer.model_dump() if hasattr(layer, "model_dump") else vars(layer) for layer in nodes]
     return {
         "name": tag(network.name),
         "input": tag(network.input),
@@ -54,7 +56,7 @@ def test_the_shipped_schema_is_the_models_schema():
 
 
 def test_the_engine_handles_every_layer_type():
-    assert set(engine._HANDLERS) == set(S.LAYER_CLASSES)
+    assert set(REGISTRY) == set(S.LAYER_CLASSES)
 
 
 @pytest.mark.parametrize("path", SHIPPED_SPECS, ids=lambda p: p.name)
@@ -77,7 +79,7 @@ def test_shipped_specs_take_the_plain_path_to_the_same_analysis(path):
         {"type": "Conv2d", "out_channels": 4, "kernel_size": 3, "padding": "auto", "output_shape": [4, 8, 8]},
         {"type": "ReLU", "name": "train"},
         {"type": "ReLU", "name": "2nd"},
-        {"type": "Relu6"},
+        {"type": "Relu7"},  # unknown: Pydantic words the did-you-mean
         {"type": "ReLU", "inplace": True},
     ],
 )
@@ -138,6 +140,17 @@ PLAUSIBLE = {
     "dim": st.one_of(st.integers(-4, 4), st.none()),
     "approximate": st.sampled_from(["none", "tanh"]),
     "name": st.sampled_from([None, None, None, "a", "b", "conv2d_0", "relu_1", "train", "class", "2x", "_x"]),
+    "inputs": st.sampled_from([None, "input", ["input", "input"], "a", "nowhere"]),
+    "repeat": st.sampled_from([1, 1, 2]),
+    **dict.fromkeys(["beta", "init", "max_val", "min_val", "threshold", "value"], st.floats(-2, 2)),
+    **dict.fromkeys(["align_corners", "elementwise_affine"], st.booleans()),
+    **dict.fromkeys(["upscale_factor", "downscale_factor", "num_groups", "num_channels"], SMALL),
+    "num_parameters": st.sampled_from([1, 2]),
+    "mode": st.sampled_from(["nearest", "bilinear", "linear"]),
+    "normalized_shape": st.one_of(SMALL, st.lists(SMALL, min_size=1, max_size=2)),
+    "scale_factor": st.one_of(st.none(), st.sampled_from([2, 2.0, 0.5])),
+    "size": st.one_of(st.none(), SMALL, st.lists(SMALL, min_size=2, max_size=2)),
+    "unflattened_size": st.lists(SMALL, min_size=1, max_size=3),
 }
 
 

@@ -413,3 +413,21 @@ def test_the_designer_never_imports_torch(tmp_path):
         assert len(app.designer.network.layers) == 12
 """
     assert_app_runs_without_torch(steps, tmp_path)
+
+
+@pytest.mark.parametrize("type_name", sorted(model.LAYER_CLASSES))
+def test_every_layer_type_can_be_added_and_analysed(type_name):
+    """The type picker offers every layer type; each starts valid, and on an input of its
+    dimensionality the engine either analyses it or names the problem (never raises)."""
+    layer = model.new_layer(type_name)
+    nd = 1 if "1d" in type_name else 3 if "3d" in type_name else 2
+    size = {1: [4, 16], 2: [4, 16, 16], 3: [4, 8, 8, 8]}[nd]
+    inputs = ["input", "input"] if type_name in ("Add", "Mul", "Cat") else None
+    data = {"input": size, "layers": [{**spec_to_data_layer(layer), "inputs": inputs}]}
+    analysis = analyze(network_from_data(data))
+    assert analysis.rows[0].type == type_name
+    assert analysis.ok or analysis.errors[0].message, type_name
+
+
+def spec_to_data_layer(layer) -> dict:
+    return layer.model_dump(exclude_defaults=True) | {"type": layer.type}

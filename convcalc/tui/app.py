@@ -19,7 +19,7 @@ def open_spec(path: str | Path | None) -> tuple[Network, Path | None]:
     path = Path(path)
     if not path.exists():
         return Network(name=path.stem if path.stem.isidentifier() else "network", input=model.NEW_INPUT), path
-    return load_spec(path), path
+    return model.editable(load_spec(path), path), path
 
 
 class ConvcalcApp(App):

@@ -426,7 +426,7 @@ class DesignerScreen(Screen):
 
     def action_open(self) -> None:
         def load(path: Path) -> None:
-            network = load_spec(path)  # a SpecError is shown in the dialog
+            network = model.editable(load_spec(path), path)  # a SpecError is shown in the dialog
             self.app.call_later(self.open_network, network, path)
 
         self._unless_unsaved(

@@ -30,13 +30,30 @@ NEW_INPUT = (1, 28, 28)  # `convcalc tui` without a SPEC starts on an MNIST-size
 # Values for the required fields of a layer added from the designer, so a new layer is valid
 # at once: a shape-preserving 3×3 conv, a halving pool, a ×2 upsampling transposed conv.
 STARTER_FIELDS: dict[str, dict[str, Any]] = {
-    "Conv2d": {"out_channels": 16, "kernel_size": 3, "padding": 1},
-    "ConvTranspose2d": {"out_channels": 16, "kernel_size": 2, "stride": 2},
-    "MaxPool2d": {"kernel_size": 2},
-    "AvgPool2d": {"kernel_size": 2},
-    "AdaptiveAvgPool2d": {"output_size": 1},
-    "AdaptiveMaxPool2d": {"output_size": 1},
+    **{
+        name.replace("2d", f"{nd}d"): fields
+        for nd in (1, 2, 3)
+        for name, fields in {
+            "Conv2d": {"out_channels": 16, "kernel_size": 3, "padding": 1},
+            "ConvTranspose2d": {"out_channels": 16, "kernel_size": 2, "stride": 2},
+            "MaxPool2d": {"kernel_size": 2},
+            "AvgPool2d": {"kernel_size": 2},
+            "AdaptiveAvgPool2d": {"output_size": 1},
+            "AdaptiveMaxPool2d": {"output_size": 1},
+            "ZeroPad2d": {"padding": 1},
+            "ConstantPad2d": {"padding": 1, "value": 0.0},
+            "ReflectionPad2d": {"padding": 1},
+            "ReplicationPad2d": {"padding": 1},
+        }.items()
+    },
     "Linear": {"out_features": 10},
+    "GroupNorm": {"num_groups": 1},
+    "LayerNorm": {"normalized_shape": 1},
+    "Unflatten": {"dim": 1, "unflattened_size": [1]},
+    "ChannelShuffle": {"groups": 1},
+    "PixelShuffle": {"upscale_factor": 2},
+    "PixelUnshuffle": {"downscale_factor": 2},
+    "Upsample": {"scale_factor": 2.0},
 }
 
 _PAIR_TEXT = re.compile(r"^\s*(\d+)\s*(?:[x×,]|\s)\s*(\d+)\s*$")
@@ -109,6 +126,20 @@ class History:
     @property
     def can_redo(self) -> bool:
         return bool(self._redo)
+
+
+def editable(network: Network, path: object) -> Network:
+    """``network`` if the designer can edit it: one row per item of ``layers``. Blocks,
+    ``Sequential`` groups and ``repeat`` are not editable here yet; such a spec is refused
+    (``SpecError``) rather than opened and then saved without its structure."""
+    flat = not network.blocks and all(item.type != "Sequential" and getattr(item, "repeat", 1) == 1
+                                      and item.type in LAYER_CLASSES for item in network.layers)  # fmt: skip
+    if not flat:
+        raise SpecError([
+            f"{path}: uses blocks, Sequential groups or repeat, which the designer cannot edit yet; "
+            f"see it with `convcalc shape {path}` (and `--depth 1`), check it with `convcalc check {path}`"
+        ])  # fmt: skip
+    return network
 
 
 # --------------------------------------------------------------------------------------
@@ -203,8 +234,11 @@ def parse_input_size(text: str) -> tuple[int, int, int]:
 
 
 def editable_fields(type_name: str) -> list[str]:
-    """The fields the editor shows for a layer type, in the model's order (``type`` apart)."""
-    return [name for name in LAYER_CLASSES[type_name].model_fields if name != "type"]
+    """The fields the editor shows for a layer type: its own, in the model's order, then the
+    graph fields every layer has (``inputs``, ``repeat``); ``type`` apart."""
+    fields = [name for name in LAYER_CLASSES[type_name].model_fields if name != "type"]
+    graph = [name for name in ("inputs", "repeat") if name in fields]
+    return [name for name in fields if name not in graph] + graph
 
 
 def field_kind(type_name: str, field: str) -> str | tuple[str, ...]:
