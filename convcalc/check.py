@@ -91,8 +91,8 @@ def _skeleton_step(m: nn.Module, row: LayerResult) -> Step | None:
         return _one(lambda x: _mixing(x, [_softmax_dim(x, m.dim)]))
     if kind == "LayerNorm":
         return _one(lambda x: _mixing(x, list(range(x.dim() - len(m.normalized_shape), x.dim()))))
-    if kind == "GroupNorm" or (kind.startswith("InstanceNorm") and not m.track_running_stats):
-        return _one(lambda x: _mixing(x, list(range(2, x.dim()))))  # statistics over all positions
+    if kind == "GroupNorm" or kind.startswith("InstanceNorm"):  # statistics over all positions (training)
+        return _one(lambda x: _mixing(x, list(range(2, x.dim()))))
     if kind == "Add":
         return lambda xs: sum(xs[1:], xs[0])  # the union of what the inputs see
     if kind == "Mul":

@@ -183,11 +183,19 @@ def export_command(spec: str, output: str | None) -> None:
 @cli.command(name="summary")
 @click.argument("spec", type=click.Path(dir_okay=False, path_type=str))
 @click.option("--input", "input_size", metavar="CxHxW", help="Override the spec's input size (e.g. 3x32x32).")
-def summary_command(spec: str, input_size: str | None) -> None:
+@click.option(
+    "--depth",
+    type=click.IntRange(min=1),
+    default=3,
+    show_default=True,
+    metavar="N",
+    help="Nesting levels of blocks and groups shown (torchinfo's depth).",
+)
+def summary_command(spec: str, input_size: str | None, depth: int) -> None:
     """torchinfo's own summary of the model built from SPEC (batch of 1)."""
     from convcalc.check import torchinfo_summary
 
-    click.echo(str(torchinfo_summary(_load(spec, _input_shape(input_size)))))
+    click.echo(str(torchinfo_summary(_load(spec, _input_shape(input_size)), depth=depth)))
 
 
 @cli.command(name="solve")

@@ -17,7 +17,8 @@ The language, in short (README, "Graphs and blocks"):
   given). In a block, ``$channels`` stands for a parameter's value and ``${channels * 4}`` for
   integer arithmetic on parameters (+ - * // % and parentheses).
 - ``repeat: N`` applies an item N times in a chain; a named one becomes a ``Sequential`` of
-  that name holding ``0`` .. ``N−1``.
+  that name holding ``0`` .. ``N−1``; a name with ``{n}`` (or ``{i}``) names the copies in place:
+  ``denselayer{n}`` is ``denselayer1`` .. ``denselayerN`` (``{i}`` counts from 0).
 """
 
 from __future__ import annotations
@@ -149,12 +150,25 @@ class _Expander:
                 continue
             repeat = _get(item, "repeat") or 1
             name = _get(item, "name")
-            if name is not None and not self._name_ok(name, scope, where, _get(item, "type")):
+            pattern = isinstance(name, str) and ("{i}" in name or "{n}" in name)
+            if name is not None and not pattern and not self._name_ok(name, scope, where, _get(item, "type")):
                 continue
             if len(self.graph.nodes) + repeat > MAX_NODES:
                 self.errors.append(f"{self.source}: {where}: repeat {repeat} makes the spec larger than "
                                    f"{MAX_NODES:,} layers; use a smaller repeat")  # fmt: skip
                 return previous
+            if pattern:  # copies named by position in this scope: denselayer{n} -> denselayer1, ...
+                out = inputs
+                for copy in range(repeat):
+                    copy_name = name.replace("{i}", str(copy)).replace("{n}", str(copy + 1))
+                    if not self._name_ok(copy_name, scope, where, _get(item, "type")):
+                        break
+                    result = self._one(item, copy_name, scope, out, where)
+                    out = (result,)
+                    scope.names[copy_name] = result
+                    scope.position += 1
+                previous = out[0]
+                continue
             if repeat > 1 and name is not None:  # a Sequential of that name holding 0..N-1
                 group = Group((*scope.path, name), "Sequential")
                 self.graph.groups.append(group)

@@ -79,3 +79,23 @@ def one_torch_thread():
     torch.set_num_threads(1)
     yield
     torch.set_num_threads(before)
+
+
+def torchvision_models():
+    """``torchvision.models``, importable on machines where torchvision's C extension cannot
+    load (the registry's torchvision 0.28.0 is a CUDA build; these machines have CPU torch):
+    the package is registered without running its ``__init__`` (which loads the extension),
+    and its pure-Python models import and build. Tests only; product code imports torchvision
+    normally. DEVELOPERS.md explains it."""
+    import importlib
+    import importlib.util
+    import types
+
+    if "torchvision" not in sys.modules:
+        found = importlib.util.find_spec("torchvision")
+        if found is None or found.origin is None:
+            pytest.fail("torchvision is a test dependency: pip install -e '.[test]'")
+        package = types.ModuleType("torchvision")
+        package.__path__ = [str(Path(found.origin).parent)]
+        sys.modules["torchvision"] = package
+    return importlib.import_module("torchvision.models")

@@ -30,7 +30,7 @@ from tests.conftest import SHIPPED_SPECS, SPECS, run_cli
 torch.set_num_threads(1)
 
 
-HEAVY = {"densenet121", "googlenet", "r3d_18", "resnet50", "vgg16", "alexnet"}  # seconds each on 2 cores
+HEAVY = {"densenet121", "googlenet", "r3d_18", "resnet50", "unet", "vgg16", "alexnet"}  # seconds each
 
 
 @pytest.mark.parametrize(

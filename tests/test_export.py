@@ -34,7 +34,7 @@ def import_file(path):
     return module
 
 
-HEAVY = {"densenet121", "googlenet", "r3d_18", "resnet50", "vgg16", "alexnet"}  # seconds each on 2 cores
+HEAVY = {"densenet121", "googlenet", "r3d_18", "resnet50", "unet", "vgg16", "alexnet"}  # seconds each
 
 
 @pytest.mark.parametrize(

@@ -190,7 +190,8 @@ def warn_unseen(ctx: Ctx, size, k, s, pads, d, outs) -> None:
     ]
     if parts:
         ctx.warn(
-            f"{' and '.join(parts)} of its {dims(size)} input are never seen "
+            f"{' and '.join(parts)} of its {dims(size)}{'-long' if len(size) == 1 else ''} input "
+            f"{'is' if sum(lost) == 1 else 'are'} never seen "
             "(the division by the stride is not exact)",
             "adjust padding or the input size so that (size + padding − kernel) is a multiple of the stride",
         )

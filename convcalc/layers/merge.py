@@ -68,7 +68,7 @@ def mul(ctx: Ctx, layer: Any) -> Out:
     if gates:
         ctx.note(f"receptive field: that of the full-size input; the broadcast gate {', '.join(gates)} "
                  "(global context) is left out")  # fmt: skip
-    rf, bound = _union(ctx, shape, check_start=False)
+    rf, bound = _union(ctx, shape, check_start=False, gated=True)
     return Out(shape, rf, regime="bound" if bound else None)
 
 
@@ -144,7 +144,7 @@ def _too_few(ctx: Ctx) -> Out:
 
 
 def _union(
-    ctx: Ctx, shape: tuple[int, ...], check_start: bool, along: int | None = None
+    ctx: Ctx, shape: tuple[int, ...], check_start: bool, along: int | None = None, gated: bool = False
 ) -> tuple[tuple, bool]:
     """The union of every input's field per axis (an upper bound where they do not line up),
     with a warning naming the paths that are not aligned."""
@@ -154,12 +154,14 @@ def _union(
     out, bound = [], False
     for a in range(n_axes):
         n = spatial_out[a]
-        # An input of size 1 on this axis while the output has more units is a gate broadcast
-        # over it (squeeze-and-excitation): the field is that of the full-size paths, the
-        # gate's global context left out (it would make every unit see the whole input).
-        sizes = [i.shape[1 + a] if len(i.shape) == n_axes + 1 else 1 for i in ins]
-        paths = [i for i, size in zip(ins, sizes, strict=True) if size > 1 or n == 1] or ins
-        ends = [[_ends(i.rf[a], 0 if n == 1 else q) for q in (0, n - 1)] for i in paths]
+        # gated (Mul): an input broadcast over positions (its spatial shape is not the
+        # output's) is a gate (squeeze-and-excitation): the field is that of the full-size
+        # paths, the gate's global context left out (it would make every unit see everything).
+        paths = [i for i in ins if tuple(i.shape[1:]) == tuple(shape[1:])] or ins if gated else ins
+        ends = []
+        for i in paths:
+            size = i.shape[1 + a] if len(i.shape) == n_axes + 1 else 1
+            ends.append([_ends(i.rf[a], 0 if size == 1 else q) for q in (0, n - 1)])
         if along == a:  # concatenated along this axis: a bound over every input's units
             lo = min(min(e[0][0], e[1][0]) for e in ends)
             hi = max(max(e[0][1], e[1][1]) for e in ends)
@@ -174,7 +176,7 @@ def _union(
         uniform = abs((hi0 - lo0) - (hi1 - lo1)) < 1e-9
         bound = bound or not uniform
         out.append(RF(size, jump, start))
-        spread = [i for i in ins if (i.shape[1 + a] if len(i.shape) == n_axes + 1 else 1) > 1 or n == 1]
+        spread = [i for i in paths if (i.shape[1 + a] if len(i.shape) == n_axes + 1 else 1) > 1 or n == 1]
         _warn_alignment(ctx, a, spread, check_start)
     return tuple(out), bound
 

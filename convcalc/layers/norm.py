@@ -38,6 +38,12 @@ def instancenorm(ctx: Ctx, layer: Any, nd: int) -> Out:
         return Out(None, None)
     c = fmap.c
     check_count(ctx, "num_features", layer.num_features, c)
+    if math.prod(ctx.shape[1:]) == 1:  # torch: "Expected more than 1 spatial element when training"
+        ctx.error(
+            f"normalises each channel over its positions, but the {fmt_shape(ctx.shape)} input has only one "
+            "(torch refuses it when training)",
+            "move it before the layer that shrinks the input to one position, or use BatchNorm",
+        )
     if ctx.errors:
         return Out(None, None)
     weight, bias = (c, c) if layer.affine else (0, 0)
