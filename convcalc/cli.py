@@ -26,7 +26,7 @@ stderr = Console(stderr=True, highlight=False, emoji=False, soft_wrap=True)
 def _print_table(table) -> None:
     """A table on stdout; piped, as wide as it needs (at least 120 columns), never cut."""
     if _PIPE_WIDTH is not None:
-        stdout.width = max(_PIPE_WIDTH, Console(width=100_000).measure(table).maximum)
+        stdout.width = max(_PIPE_WIDTH, table.min_width or 0)
     stdout.print(table)
 
 

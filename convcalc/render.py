@@ -140,6 +140,15 @@ def layer_table(analysis: Analysis, depth: int | None = None) -> Table:
         ("jump", "jump"),
     ):
         table.add_column(header, justify="right", no_wrap=True, min_width=widths[attr])
+    # as wide as its cells need (callers piping it widen the console to this; rich never goes
+    # beyond the console's width): each column its longest cell, plus the borders
+    cells = [[line.index, line.name, line.type, line.settings, *([line.reads] if show_reads else []),
+              line.output, line.params, line.macs, line.rf, line.jump] for line in lines]  # fmt: skip
+    natural = [
+        max([len(str(column.header))] + [len(row[i]) for row in cells])
+        for i, column in enumerate(table.columns)
+    ]
+    table.min_width = sum(width + 3 for width in natural) + 1
     for line in lines:
         reads = [line.reads] if show_reads else []
         cells = [line.index, line.name, line.type, line.settings, *reads, line.output, line.params, line.macs]
