@@ -30,6 +30,7 @@ import operator
 import re
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from functools import cached_property
 from typing import Any
 
 from convcalc.errors import SpecError
@@ -64,7 +65,7 @@ class Node:
     groups: tuple[Group, ...] = ()  # enclosing groups, outermost first
     where: str = ""  # for messages: "layer 3" or "block Bottleneck, layer 2, used as layer1.0"
 
-    @property
+    @cached_property
     def name(self) -> str:
         return ".".join(self.path)
 

@@ -152,3 +152,16 @@ def test_a_repeated_name_with_n_names_the_copies_in_place():
 def test_a_repeated_name_pattern_that_is_not_an_identifier_is_an_error():
     (message,) = problems("input: [3, 8, 8]\nlayers:\n  - {type: ReLU, name: '{n}x', repeat: 2}\n")
     assert "name '1x' is not a Python identifier" in message
+
+
+def test_padding_auto_is_solved_inside_a_block_for_every_use():
+    """solve's padding: auto works in a block body: each use gets its own solution."""
+    network = S.parse_spec(
+        "input: [3, 16, 16]\nblocks:\n  Keep:\n    params: {c: null, k: 3}\n    layers:\n"
+        "      - {type: Conv2d, out_channels: $c, kernel_size: $k, padding: auto,"
+        " output_shape: [$c, 16, 16]}\n"
+        "layers:\n  - {type: Keep, c: 4}\n  - {type: Keep, c: 8, k: 5}\n"
+    )
+    analysis = analyze(network)
+    assert analysis.ok and [row.output_shape for row in analysis.rows] == [(4, 16, 16), (8, 16, 16)]
+    assert [row.inferred["padding"] for row in analysis.rows] == [(1, 1), (2, 2)]

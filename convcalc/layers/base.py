@@ -33,7 +33,7 @@ AXES = {1: "L", 2: "HW", 3: "DHW"}
 
 
 def axis_names(nd: int) -> str:
-    return AXES.get(nd, "".join(f"{i}" for i in range(nd)))
+    return AXES[nd] if nd in AXES else "".join(f"{i}" for i in range(nd))
 
 
 @dataclass(frozen=True)
