@@ -56,6 +56,10 @@ def _load(spec_path: str, input_override: tuple[int, ...] | None = None, plain: 
     """
     from convcalc import specfile
 
+    if ":" in spec_path and not os.path.exists(spec_path):  # a model TARGET, not a file (convcalc import)
+        from convcalc.importer import import_target
+
+        return import_target(spec_path, input_override)
     source = "<stdin>" if spec_path == "-" else spec_path
     text = sys.stdin.read() if spec_path == "-" else specfile.read_spec(spec_path)
     data, layer_lines = specfile.parse_text(text, source)
@@ -178,6 +182,49 @@ def export_command(spec: str, output: str | None) -> None:
     else:
         write_atomically(output, source)
         stderr.print(f"wrote {output}", markup=False)
+
+
+@cli.command(name="import")
+@click.argument("target")
+@click.option(
+    "--input", "input_size", metavar="CxHxW", help="The input size, when the model does not imply one."
+)
+@click.option("--arg", "arguments", multiple=True, metavar="KEY=VALUE",
+              help="A keyword argument for TARGET (a YAML scalar: 10, true, 0.5); repeatable.")  # fmt: skip
+@click.option("-o", "--output", type=click.Path(dir_okay=True, path_type=str), help="Write the spec to FILE.")
+@click.option("--json", "as_json", is_flag=True, help="Print the spec as JSON instead of YAML.")
+def import_command(target: str, input_size: str | None, arguments: tuple[str, ...], output: str | None,
+                   as_json: bool) -> None:  # fmt: skip
+    """Write the spec of an existing PyTorch model.
+
+    TARGET is package.module:name (a class or a function returning an nn.Module, called with
+    no arguments but --arg), e.g. torchvision.models:resnet50, or path/to/file.py:Net.
+    Importing TARGET runs its code, as Python's import does. The spec keeps the model's module
+    names, so its generated model has the same state_dict keys and shapes.
+    """
+    import json
+
+    import yaml
+
+    from convcalc.build import write_atomically
+    from convcalc.importer import import_target
+    from convcalc.spec import dump_spec, spec_to_data
+
+    kwargs = {}
+    for item in arguments:
+        key, sep, value = item.partition("=")
+        if not sep or not key.isidentifier():
+            raise click.BadParameter(
+                f"{item!r}: give KEY=VALUE, e.g. --arg num_classes=10", param_hint="--arg"
+            )
+        kwargs[key] = yaml.safe_load(value) if value else ""
+    network = import_target(target, _input_shape(input_size), kwargs)
+    text = json.dumps(spec_to_data(network), indent=2) + "\n" if as_json else dump_spec(network)
+    if output:
+        write_atomically(output, text)
+        stderr.print(f"wrote {output}", markup=False)
+    else:
+        click.echo(text, nl=False)
 
 
 @cli.command(name="summary")

@@ -1,0 +1,513 @@
+"""An existing ``nn.Module`` as a spec (``convcalc import``).
+
+The model is traced with ``torch.fx`` (the ``torch.nn`` layers are leaves), on the meta device
+when it is built here, so no real weights are allocated and no kernel runs. Every traced op
+becomes a spec layer: ``torch.nn`` modules by their class and constructor values (read back from
+the module), and the functional calls models use (``+``, ``torch.cat``, ``torch.flatten``,
+``x.view(x.size(0), -1)``, ``F.relu``, ``F.adaptive_avg_pool2d``, ``x * gate``, ...). Every
+submodule that holds layers becomes a ``Sequential`` group of the same name, its members named
+as the module's attributes, so the spec's generated model has the original's ``state_dict()``
+keys and shapes. Nothing is dropped silently: an op convcalc cannot represent stops the import
+with a message naming it, its module path and the fix.
+"""
+
+from __future__ import annotations
+
+import importlib
+import importlib.util
+import operator
+import sys
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+from torch import fx, nn
+
+from convcalc.errors import ConvcalcError
+from convcalc.spec import LAYER_CLASSES, Network, network_from_data
+
+SPEC_ONLY = {"type", "name", "inputs", "repeat", "output_shape"}
+
+
+class ImportFailed(ConvcalcError):
+    """The target could not be loaded, or the model holds something a spec cannot say."""
+
+
+# --------------------------------------------------------------------------------------
+# Targets: package.module:name, path/to/file.py:name
+
+
+def load_target(target: str, kwargs: dict[str, Any] | None = None) -> nn.Module:
+    """The ``nn.Module`` that ``target`` names (a class or a function, called with ``kwargs``).
+    Importing runs the target's code, as Python's import does."""
+    where, sep, name = target.rpartition(":")
+    if not sep or not where or not name:
+        raise ImportFailed(f"{target}: give module:name, e.g. torchvision.models:resnet50 or nets.py:Net")
+    try:
+        if where.endswith(".py") or "/" in where:
+            path = Path(where)
+            if not path.is_file():
+                raise ImportFailed(f"{target}: no file {path}; fix: check the path")
+            module_spec = importlib.util.spec_from_file_location(path.stem, path)
+            module = importlib.util.module_from_spec(module_spec)  # type: ignore[arg-type]
+            sys.modules.setdefault(path.stem, module)
+            module_spec.loader.exec_module(module)  # type: ignore[union-attr]
+        else:
+            module = importlib.import_module(where)
+    except ImportFailed:
+        raise
+    except SyntaxError as error:
+        raise ImportFailed(f"{target}: {error.filename}:{error.lineno}: syntax error: {error.msg}") from None
+    except Exception as error:  # noqa: BLE001 - any failure of the user's module is reported
+        raise ImportFailed(f"{target}: cannot import {where} ({type(error).__name__}: {error}); "
+                           "fix: check the module name and that it imports") from None  # fmt: skip
+    if not hasattr(module, name):
+        public = [n for n in dir(module) if not n.startswith("_")][:12]
+        raise ImportFailed(f"{target}: {where} has no {name!r}; it has: {', '.join(public)}")
+    thing = getattr(module, name)
+    if isinstance(thing, nn.Module):
+        return thing
+    if not callable(thing):
+        raise ImportFailed(f"{target}: {name} is a {type(thing).__name__}, not an nn.Module or a function")
+    try:
+        model = thing(**(kwargs or {}))
+    except TypeError as error:
+        raise ImportFailed(f"{target}: calling {name} failed ({error}); fix: pass its arguments with "
+                           "--arg key=value") from None  # fmt: skip
+    if not isinstance(model, nn.Module):
+        raise ImportFailed(f"{target}: {name}() returned a {type(model).__name__}, not an nn.Module")
+    return model
+
+
+# --------------------------------------------------------------------------------------
+# Modules and functions as spec layers
+
+
+def _value(value: Any) -> Any:
+    if isinstance(value, tuple):
+        return [_value(v) for v in value]
+    if isinstance(value, torch.Size):
+        return list(value)
+    return value
+
+
+_PER_AXIS = {"kernel_size", "stride", "padding", "dilation", "output_padding", "output_size"}
+
+
+def module_layer(module: nn.Module, path: str) -> dict[str, Any]:
+    """``{type: Conv2d, out_channels: 64, ...}``: the spec layer of a ``torch.nn`` module, its
+    fields read back from the module; an attribute the spec cannot hold is an error."""
+    kind = type(module).__name__
+    if kind not in LAYER_CLASSES or type(module) is not getattr(nn, kind, None):
+        raise ImportFailed(f"{path} ({type(module).__module__}.{kind}): not a layer convcalc knows; "
+                           "fix: write it as layers convcalc has, or out of the traced model")  # fmt: skip
+    model = LAYER_CLASSES[kind]
+    layer: dict[str, Any] = {"type": kind}
+    for name in model.model_fields:
+        if name in SPEC_ONLY:
+            continue
+        if name == "bias" and "bias" in model.model_fields:
+            layer["bias"] = getattr(module, "bias", None) is not None
+            continue
+        if name in ("in_channels", "in_features", "num_features", "num_channels"):
+            continue  # inferred by the engine, and checked against the module by the tests
+        if name == "dim" and kind == "Cat":
+            continue
+        if hasattr(module, name):
+            layer[name] = _value(getattr(module, name))
+    if kind == "LayerNorm":
+        layer["elementwise_affine"] = module.elementwise_affine
+        layer["bias"] = module.bias is not None
+    if getattr(module, "padding_mode", "zeros") != "zeros":
+        raise ImportFailed(f"{path} ({kind}): padding_mode={module.padding_mode!r} is not in the spec; "
+                           "fix: pad with a ReflectionPad/ReplicationPad layer before it")  # fmt: skip
+    for key, value in list(layer.items()):  # as a person writes it: 3, not [3, 3]; defaults left out
+        if key in _PER_AXIS and isinstance(value, list) and value and all(v == value[0] for v in value):
+            layer[key] = value = value[0]
+        default = model.model_fields[key].default if key in model.model_fields else None
+        if key != "type" and type(default) is type(value) and default == value:
+            del layer[key]
+    if getattr(module, "return_indices", False):
+        raise ImportFailed(f"{path} ({kind}): return_indices=True is not in the spec language")
+    if getattr(module, "divisor_override", None) is not None:
+        raise ImportFailed(f"{path} ({kind}): divisor_override is not in the spec language")
+    return layer
+
+
+_ACTIVATIONS = {
+    F.relu: "ReLU", torch.relu: "ReLU", F.relu6: "ReLU6", F.hardswish: "Hardswish",
+    F.hardsigmoid: "Hardsigmoid", F.silu: "SiLU", torch.sigmoid: "Sigmoid", F.sigmoid: "Sigmoid",
+    torch.tanh: "Tanh", F.tanh: "Tanh", F.gelu: "GELU", F.elu: "ELU", F.mish: "Mish", F.selu: "SELU",
+}  # fmt: skip
+_METHOD_ACTIVATIONS = {
+    "relu": "ReLU",
+    "relu_": "ReLU",
+    "sigmoid": "Sigmoid",
+    "tanh": "Tanh",
+    "sigmoid_": "Sigmoid",
+}
+
+
+def _arg(node: fx.Node, index: int, name: str, default: Any = None) -> Any:
+    if len(node.args) > index:
+        return node.args[index]
+    return node.kwargs.get(name, default)
+
+
+def function_layer(node: fx.Node, where: str) -> tuple[dict[str, Any], list[fx.Node]] | None:
+    """The spec layer of a functional call and the tensors it reads; None: no layer (a
+    ``size()`` feeding a view, read by the view's pattern)."""
+    target = node.target
+    tensors = [a for a in node.args if isinstance(a, fx.Node)]
+    if node.op == "call_function":
+        if target in (operator.add, operator.iadd, torch.add):
+            return _merge(node, "Add", where)
+        if target in (operator.mul, operator.imul, torch.mul):
+            return _merge(node, "Mul", where)
+        if target is torch.cat:
+            parts = _arg(node, 0, "tensors")
+            dim = _arg(node, 1, "dim", 0)
+            if not isinstance(parts, (list, tuple)) or not all(isinstance(p, fx.Node) for p in parts):
+                raise _unsupported(node, where, "torch.cat of something other than traced tensors")
+            return {"type": "Cat", "dim": dim}, list(parts)
+        if target is torch.flatten:
+            return {"type": "Flatten", "start_dim": _arg(node, 1, "start_dim", 0),
+                    "end_dim": _arg(node, 2, "end_dim", -1)}, tensors[:1]  # fmt: skip
+        if target in _ACTIVATIONS:
+            return {"type": _ACTIVATIONS[target]}, tensors[:1]
+        if target in (F.adaptive_avg_pool1d, F.adaptive_avg_pool2d, F.adaptive_avg_pool3d):
+            nd = {F.adaptive_avg_pool1d: 1, F.adaptive_avg_pool2d: 2, F.adaptive_avg_pool3d: 3}[target]
+            return {
+                "type": f"AdaptiveAvgPool{nd}d",
+                "output_size": _value(_arg(node, 1, "output_size")),
+            }, tensors[:1]
+        pools = {F.max_pool1d: "MaxPool1d", F.max_pool2d: "MaxPool2d", F.max_pool3d: "MaxPool3d",
+                 F.avg_pool1d: "AvgPool1d", F.avg_pool2d: "AvgPool2d", F.avg_pool3d: "AvgPool3d"}  # fmt: skip
+        if target in pools:
+            kernel = _arg(node, 1, "kernel_size")
+            stride = _arg(node, 2, "stride")
+            layer = {
+                "type": pools[target],
+                "kernel_size": _value(kernel),
+                "padding": _value(_arg(node, 3, "padding", 0)),
+            }
+            if stride is not None and stride != []:
+                layer["stride"] = _value(stride)
+            if _arg(node, 5 if "Max" in pools[target] else 4, "ceil_mode", False):
+                layer["ceil_mode"] = True
+            return layer, tensors[:1]
+        if target is F.dropout:
+            return {"type": "Dropout", "p": float(_arg(node, 1, "p", 0.5))}, tensors[:1]
+        if target is F.interpolate:
+            layer = {"type": "Upsample", "mode": _arg(node, 3, "mode", "nearest")}
+            size, scale = _arg(node, 1, "size"), _arg(node, 2, "scale_factor")
+            layer |= {"size": _value(size)} if size is not None else {"scale_factor": float(scale)}
+            if _arg(node, 4, "align_corners") is not None:
+                layer["align_corners"] = _arg(node, 4, "align_corners")
+            return layer, tensors[:1]
+    if node.op == "call_method":
+        if target == "size" and all(user.op == "call_method" and user.target in ("view", "reshape")
+                                    for user in node.users):  # fmt: skip
+            return None
+        if target in ("view", "reshape") and _is_flatten_view(node):
+            return {"type": "Flatten"}, tensors[:1]
+        if target == "flatten":
+            return {"type": "Flatten", "start_dim": _arg(node, 1, "start_dim", 0),
+                    "end_dim": _arg(node, 2, "end_dim", -1)}, tensors[:1]  # fmt: skip
+        if target in _METHOD_ACTIVATIONS:
+            return {"type": _METHOD_ACTIVATIONS[target]}, tensors[:1]
+        if target == "mean" and not _arg(node, 2, "keepdim", False):
+            dims = _arg(node, 1, "dim")
+            dims = [dims] if isinstance(dims, int) else list(dims or [])
+            rank = len(dims) + 2  # x.mean((2, 3)) on (N, C, H, W): a global average pool, flattened
+            if sorted(d % rank for d in dims) == list(range(2, rank)) and 1 <= len(dims) <= 3:
+                return {"type": "mean", "nd": len(dims)}, tensors[:1]
+        if target in ("add", "add_"):
+            return _merge(node, "Add", where)
+        if target in ("mul", "mul_"):
+            return _merge(node, "Mul", where)
+    raise _unsupported(node, where)
+
+
+def _merge(node: fx.Node, kind: str, where: str) -> tuple[dict[str, Any], list[fx.Node]]:
+    inputs = [a for a in node.args if isinstance(a, fx.Node)]
+    if len(inputs) != len(node.args) or node.kwargs.get("alpha", 1) != 1:
+        raise _unsupported(node, where, f"{kind} with a constant (the spec's {kind} merges tensors)")
+    return {"type": kind}, inputs
+
+
+def _is_flatten_view(node: fx.Node) -> bool:
+    """``x.view(x.size(0), -1)`` (or ``reshape``): a Flatten."""
+    args = node.args[1:]
+    if len(args) == 1 and isinstance(args[0], (list, tuple)):
+        args = tuple(args[0])
+    if len(args) != 2 or args[1] != -1:
+        return False
+    size = args[0]
+    return (
+        isinstance(size, fx.Node) and size.op == "call_method" and size.target == "size"
+        and size.args[1:] in ((0,),) and size.args[0] is node.args[0]
+    )  # fmt: skip
+
+
+def _unsupported(node: fx.Node, where: str, what: str | None = None) -> ImportFailed:
+    op = what or (f"{node.op} {getattr(node.target, '__qualname__', node.target)}")
+    trace = node.meta.get("stack_trace")
+    line = ""
+    if trace:
+        last = [entry.strip() for entry in trace.strip().splitlines()
+                if entry.strip().startswith("File ") and "/torch/" not in entry]  # fmt: skip
+        line = f" ({last[-1]})" if last else ""
+    return ImportFailed(f"{where or 'forward'}: {op} has no spec layer{line}; convcalc would have to drop "
+                        "it, so the import stops. fix: write it with layers convcalc has (README, "
+                        "'convcalc import')")  # fmt: skip
+
+
+# --------------------------------------------------------------------------------------
+# The graph as nested groups
+
+
+@dataclass
+class _Group:
+    path: tuple[str, ...]
+    items: list[dict[str, Any]] = field(default_factory=list)
+    names: set[str] = field(default_factory=set)
+    input: fx.Node | None = None  # the one outside value it reads
+
+
+class _Tracer(fx.Tracer):
+    def __init__(self) -> None:
+        super().__init__()
+        self.record_stack_traces = True
+
+
+def import_model(
+    model: nn.Module, input_shape: tuple[int, ...] | None = None, name: str = "model"
+) -> Network:
+    """The spec's network of ``model`` (see the module's docstring); ``ImportFailed`` names
+    what cannot be said in a spec."""
+    try:
+        graph = _Tracer().trace(model)
+    except Exception as error:  # noqa: BLE001 - tracing fails in many ways (control flow on values)
+        raise ImportFailed(f"{name}: torch.fx cannot trace it ({type(error).__name__}: "
+                           f"{str(error).splitlines()[0] if str(error) else ''}); fix: keep forward free of "
+                           "Python control flow on tensor values") from None  # fmt: skip
+    modules = dict(model.named_modules())
+    placeholders = [n for n in graph.nodes if n.op == "placeholder"]
+    if len(placeholders) != 1:
+        raise ImportFailed(f"{name}: forward takes {len(placeholders)} inputs; a spec has one")
+    start = placeholders[0]
+    first = next((n for n in graph.nodes if n.op == "call_module"), None)
+    first_module = modules.get(str(first.target)) if first is not None else None
+    channels = getattr(first_module, "in_channels", None)
+    rank = {nn.Conv1d: 2, nn.Conv2d: 3, nn.Conv3d: 4}.get(type(first_module))
+    if input_shape is None:
+        input_shape = _implied_input(graph, modules, name)
+    elif channels and rank and len(input_shape) == rank - 1:  # --input HxW: the channels are the model's
+        input_shape = (channels, *input_shape)
+    # producer node -> (scope path, name in that scope); scope -> group
+    home: dict[fx.Node, tuple[tuple[str, ...], str]] = {}
+    groups: dict[tuple[str, ...], _Group] = {(): _Group(())}
+    output_node = None
+    called: set[str] = set()
+    for node in graph.nodes:
+        if node.op == "placeholder":
+            continue
+        if node.op == "output":
+            output_node = node.args[0]
+            break
+        if node.op == "get_attr":
+            raise _unsupported(node, str(node.target), f"a parameter used directly ({node.target})")
+        stack = list((node.meta.get("nn_module_stack") or {}).keys())
+        if node.op == "call_module":
+            target = str(node.target)
+            scope = tuple(target.split(".")[:-1])
+            own = target.split(".")[-1]
+            layer = module_layer(modules[target], target)
+            reads = [a for a in node.args if isinstance(a, fx.Node)]
+            if len(reads) != 1 or node.kwargs:
+                raise _unsupported(node, target, f"a call of {target} with {len(node.args)} arguments")
+        else:
+            scope = tuple(stack[-1].split(".")) if stack else ()
+            where = ".".join(scope)
+            made = function_layer(node, where)
+            if made is None:
+                continue
+            layer, reads = made
+            own = node.name
+            if layer["type"] == "mean":  # two layers: the pool, then the flatten reading it
+                pool = {"type": f"AdaptiveAvgPool{layer['nd']}d", "output_size": 1}
+                _place(groups, scope, start)
+                pool["name"] = _unique(f"{own}_pool", groups[scope].names)
+                pool["inputs"] = [_reference(r, scope, home, groups, start, node) for r in reads]
+                groups[scope].items.append(pool)
+                layer = {"type": "Flatten", "inputs": [pool["name"]]}
+                reads = []
+        if any(not isinstance(r, fx.Node) for r in reads):
+            raise _unsupported(node, ".".join(scope), "an op on a constant")
+        if node.op == "call_module" and target in called and any(True for _ in modules[target].parameters()):
+            raise ImportFailed(f"{target}: called twice with the same weights (weight sharing); a spec layer "
+                               "has its own weights")  # fmt: skip
+        if node.op == "call_module":
+            called.add(target)
+        if not scope and own.isdigit():  # a spec's top level has no positional names
+            own = f"layer{own}"
+        _place(groups, scope, start)
+        group = groups[scope]
+        own = _unique(own, group.names) if not own.isdigit() else own
+        layer["name"] = own
+        if reads or "inputs" not in layer:
+            layer["inputs"] = [_reference(r, scope, home, groups, start, node) for r in reads]
+        group.items.append(layer)
+        home[node] = (scope, own)
+    if not isinstance(output_node, fx.Node) or output_node not in home:
+        raise ImportFailed(f"{name}: forward must return one tensor computed from its input")
+    _set_outputs(groups, home, output_node)
+    data = {"name": _identifier(name), "input": list(input_shape), "layers": groups[()].items}
+    data["output"] = _reference(output_node, (), home, groups, start, output_node)
+    return network_from_data(_simplify(data), f"<import {name}>")
+
+
+def _place(groups: dict[tuple[str, ...], _Group], scope: tuple[str, ...], start: fx.Node) -> None:
+    """Open the groups down to ``scope``, each as a Sequential item of its parent."""
+    for depth in range(1, len(scope) + 1):
+        path = scope[:depth]
+        if not (path[-1].isidentifier() or path[-1].isdigit()):
+            raise ImportFailed(f"{'.'.join(path)}: the module name {path[-1]!r} is not a Python identifier; "
+                               "a spec's layer names are (rename it in the model)")  # fmt: skip
+        if path not in groups:
+            group = _Group(path)
+            groups[path] = group
+            parent = groups[path[:-1]]
+            if path[-1] in parent.names:
+                raise ImportFailed(f"{'.'.join(path)}: the module runs in two separate stretches of forward; "
+                                   "a spec group is one stretch")  # fmt: skip
+            parent.names.add(path[-1])
+            parent.items.append(
+                {"type": "Sequential", "name": path[-1], "layers": group.items, "_group": group}
+            )
+
+
+def _reference(value: fx.Node, scope: tuple[str, ...], home, groups, start: fx.Node, reader: fx.Node) -> str:
+    """How a layer in ``scope`` names ``value``: a sibling, a sibling group (its output), or
+    ``input`` (what the scope reads from outside)."""
+    group = groups[scope]
+    if value is start and scope == ():
+        return "input"
+    if value in home:
+        where, name = home[value]
+        if where == scope:
+            return name
+        if where[: len(scope)] == scope and len(where) > len(scope):  # inside a child group
+            child = where[: len(scope) + 1]
+            groups[child].output = value  # type: ignore[attr-defined]
+            return child[-1]
+    # from outside this scope: the scope's one input
+    if group.input is None:
+        group.input = value
+        if scope:
+            parent = groups[scope[:-1]]
+            for item in parent.items:
+                if item.get("_group") is group:
+                    item["inputs"] = [_reference(value, scope[:-1], home, groups, start, reader)]
+    if group.input is not value:
+        raise ImportFailed(f"{'.'.join(scope)}: reads two tensors from outside the module ({reader.name}); "
+                           "a spec group reads one (its input)")  # fmt: skip
+    return "input"
+
+
+def _set_outputs(groups, home, network_output: fx.Node) -> None:
+    """A group whose output is not its last layer says ``output:`` (nested Sequential only)."""
+    for path, group in groups.items():
+        if not path:
+            continue
+        wanted = getattr(group, "output", None)
+        if wanted is not None and home[wanted][1] != group.items[-1]["name"] and home[wanted][0] == path:
+            raise ImportFailed(f"{'.'.join(path)}: its output is not its last layer; a spec group "
+                               "ends with its output")  # fmt: skip
+
+
+def _simplify(data: dict[str, Any]) -> dict[str, Any]:
+    """Drop ``inputs`` that say the layer above, and the builder's bookkeeping."""
+
+    def items(layers: list[dict[str, Any]], positional: bool) -> list[dict[str, Any]]:
+        out, above = [], "input"
+        for position, item in enumerate(layers):
+            item = {k: v for k, v in item.items() if k != "_group"}
+            if item["name"].isdigit():  # an nn.Sequential's child: named by its position in a group
+                if not positional or int(item["name"]) != position:
+                    raise ImportFailed(f"module {item['name']!r} ({item['type']}) is not at its position "
+                                       "in its group; a spec names such members by position")  # fmt: skip
+                reference = item.pop("name")
+            else:
+                reference = item["name"]
+            if item.get("inputs") == [above]:
+                del item["inputs"]
+            elif isinstance(item.get("inputs"), list) and len(item["inputs"]) == 1:
+                item["inputs"] = item["inputs"][0]
+            if item.get("type") == "Sequential":
+                item["layers"] = items(item["layers"], True)
+            out.append(item)
+            above = reference
+        return out
+
+    data["layers"] = items(data["layers"], False)
+    if data["layers"] and data.get("output") == data["layers"][-1]["name"]:
+        del data["output"]
+    return data
+
+
+def _implied_input(graph: fx.Graph, modules: dict[str, nn.Module], name: str) -> tuple[int, ...]:
+    first = next((n for n in graph.nodes if n.op == "call_module"), None)
+    module = modules.get(str(first.target)) if first is not None else None
+    if isinstance(module, nn.Linear):
+        return (module.in_features,)
+    channels = getattr(module, "in_channels", None) or getattr(module, "num_features", None)
+    example = f"{channels}x224x224" if channels else "3x224x224"
+    raise ImportFailed(f"{name}: the model does not imply its input size; fix: give --input, e.g. {example}")
+
+
+def _unique(name: str, taken: set[str]) -> str:
+    name = _identifier(name)
+    base, n = name, 2
+    while name in taken:
+        name, n = f"{base}_{n}", n + 1
+    taken.add(name)
+    return name
+
+
+def _identifier(name: str) -> str:
+    out = "".join(c if c.isalnum() or c == "_" else "_" for c in name) or "model"
+    return out if not out[0].isdigit() or out.isdigit() else f"m_{out}"
+
+
+def build_on_meta(target: str, kwargs: dict[str, Any] | None = None) -> nn.Module:
+    """The target's model built on the meta device (no memory, no initialisation kernels); a
+    model whose constructor computes with tensors (RegNet's widths) is built on the CPU."""
+    try:
+        with torch.device("meta"):
+            return load_target(target, kwargs)
+    except ImportFailed:
+        raise
+    except Exception:  # noqa: BLE001 - e.g. "Cannot copy out of meta tensor": build it for real
+        try:
+            return load_target(target, kwargs)
+        except ImportFailed:
+            raise
+        except Exception as error:  # noqa: BLE001 - the user's constructor failed
+            raise ImportFailed(
+                f"{target}: building the model failed ({type(error).__name__}: {error})"
+            ) from None
+
+
+def import_target(
+    target: str, input_shape: tuple[int, ...] | None = None, kwargs: dict[str, Any] | None = None
+) -> Network:
+    """``convcalc import``: the spec's network of the model ``target`` names."""
+    return import_model(build_on_meta(target, kwargs), input_shape, target_name(target))
+
+
+def target_name(target: str) -> str:
+    return target.rpartition(":")[2] or "model"
