@@ -16,6 +16,7 @@ from __future__ import annotations
 import importlib
 import importlib.util
 import operator
+import re
 import sys
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -336,7 +337,7 @@ def import_model(
             if made is None:
                 continue
             layer, reads = made
-            own = node.name
+            own = re.sub(r"_\d+$", "", node.name)  # fx numbers names globally; a scope numbers its own
             if layer["type"] == "mean":  # two layers: the pool, then the flatten reading it
                 pool = {"type": f"AdaptiveAvgPool{layer['nd']}d", "output_size": 1}
                 _place(groups, scope, start)
@@ -367,7 +368,8 @@ def import_model(
     _set_outputs(groups, home, output_node)
     data = {"name": _identifier(name), "input": list(input_shape), "layers": groups[()].items}
     data["output"] = _reference(output_node, (), home, groups, start, output_node)
-    return network_from_data(_simplify(data), f"<import {name}>")
+    data = _blocks(_simplify(data), modules)
+    return network_from_data(data, f"<import {name}>")
 
 
 def _place(groups: dict[tuple[str, ...], _Group], scope: tuple[str, ...], start: fx.Node) -> None:
@@ -435,7 +437,10 @@ def _simplify(data: dict[str, Any]) -> dict[str, Any]:
     def items(layers: list[dict[str, Any]], positional: bool) -> list[dict[str, Any]]:
         out, above = [], "input"
         for position, item in enumerate(layers):
+            group = item.get("_group")
             item = {k: v for k, v in item.items() if k != "_group"}
+            if group is not None:
+                item["_path"] = group.path
             if item["name"].isdigit():  # an nn.Sequential's child: named by its position in a group
                 if not positional or int(item["name"]) != position:
                     raise ImportFailed(f"module {item['name']!r} ({item['type']}) is not at its position "
@@ -511,3 +516,161 @@ def import_target(
 
 def target_name(target: str) -> str:
     return target.rpartition(":")[2] or "model"
+
+
+# --------------------------------------------------------------------------------------
+# Repeated submodule classes as blocks
+
+
+def _blocks(data: dict[str, Any], modules: dict[str, nn.Module]) -> dict[str, Any]:
+    """Every submodule class used more than once (torchvision's ``Bottleneck``) becomes one block
+    used many times instead of one group per instance: what differs between the instances
+    becomes a block parameter, named after its field (``out_channels``), a multiple of another
+    (``${out_channels * 4}``), or ``<layer>_<field>``. Instances whose layers differ (one with a
+    ``downsample``, one without) are two blocks (``Bottleneck``, ``Bottleneck2``). A class whose
+    members are named by position (an ``nn.Sequential`` subclass) stays a group."""
+    blocks: dict[str, dict[str, Any]] = {}
+    candidates: dict[type, list[dict[str, Any]]] = {}
+
+    def visit(items: list[dict[str, Any]], depth: int) -> None:
+        for item in items:
+            if item.get("type") == "Sequential":
+                visit(item["layers"], depth + 1)
+                cls = type(modules.get(".".join(item.get("_path", ())), nn.Sequential()))
+                named = all("name" in member for member in item["layers"])
+                if cls.__module__.split(".")[0] != "torch" and named:
+                    candidates.setdefault(cls, []).append((depth, item))  # type: ignore[arg-type]
+
+    visit(data["layers"], 0)
+    # innermost first: a block's body may use the blocks made below it
+    for cls, found in sorted(candidates.items(), key=lambda kv: -max(d for d, _ in kv[1])):
+        instances = [item for _, item in found]
+        if len(instances) < 2:
+            continue
+        variants: dict[Any, list[dict[str, Any]]] = {}
+        for item in instances:
+            variants.setdefault(_signature(item["layers"]), []).append(item)
+        for group in variants.values():
+            name = cls.__name__ if cls.__name__ not in blocks else _next_name(cls.__name__, blocks)
+            if not name.isidentifier() or name in LAYER_CLASSES or name == "Sequential":
+                name = _next_name(f"{name}Block", blocks)
+            blocks[name] = _make_block(name, group)
+    for item in _walk(data["layers"]):
+        item.pop("_path", None)
+    if blocks:
+        data = {"name": data["name"], "input": data["input"], "blocks": blocks,
+                **{k: v for k, v in data.items() if k not in ("name", "input")}}  # fmt: skip
+    return data
+
+
+def _walk(items: list[dict[str, Any]]):
+    for item in items:
+        yield item
+        if isinstance(item.get("layers"), list):
+            yield from _walk(item["layers"])
+
+
+def _next_name(base: str, taken: dict[str, Any]) -> str:
+    n = 2
+    while f"{base}{n}" in taken:
+        n += 1
+    return f"{base}{n}"
+
+
+def _fields(item: dict[str, Any]) -> dict[str, Any]:
+    """An item's values, torch's defaults filled in, so that instances compare field by field."""
+    out = {k: v for k, v in item.items() if k not in ("type", "name", "inputs", "layers", "_path")}
+    model = LAYER_CLASSES.get(item["type"])
+    inferred = ("in_channels", "in_features", "num_features", "num_channels")
+    if model is not None:
+        for key, info in model.model_fields.items():
+            default = info.default
+            if key in SPEC_ONLY or key in out or key in inferred or info.is_required() or default is None:
+                continue
+            out[key] = default
+    return dict(sorted(out.items()))  # one order for every instance: slots line up by position
+
+
+def _signature(items: list[dict[str, Any]]) -> Any:
+    return tuple(
+        (item.get("name"), item["type"], repr(item.get("inputs")), tuple(sorted(_fields(item))),
+         _signature(item["layers"]) if isinstance(item.get("layers"), list) else None)
+        for item in items
+    )  # fmt: skip
+
+
+def _make_block(name: str, instances: list[dict[str, Any]]) -> dict[str, Any]:
+    """The block of these instances (same layers, values may differ); each instance becomes a
+    use of it, in place."""
+    bodies = [inst["layers"] for inst in instances]
+    params: dict[str, list[Any]] = {}  # parameter -> its value in each instance
+    texts: dict[tuple, str] = {}
+
+    def slots(items: list[dict[str, Any]], prefix: str = "") -> list[tuple[str, str, Any]]:
+        out = []
+        for index, item in enumerate(items):
+            layer = prefix + _member(item, index)
+            for key, value in _fields(item).items():
+                out.append((layer, key, value))
+            if isinstance(item.get("layers"), list):
+                out += slots(item["layers"], layer + ".")
+        return out
+
+    per_instance = [slots(body) for body in bodies]
+    for position, (layer, key, _) in enumerate(per_instance[0]):
+        values = [inst[position][2] for inst in per_instance]
+        if all(v == values[0] and type(v) is type(values[0]) for v in values):
+            continue
+        texts[(layer, key)] = _parameter(layer, key, values, params)
+    body = _fill(bodies[0], texts, "")
+    for index, inst in enumerate(instances):
+        keep = {key: inst[key] for key in ("name", "inputs") if key in inst}
+        inst.clear()
+        inst.update({"type": name, **keep, **{p: v[index] for p, v in params.items()}})
+    return {"params": dict.fromkeys(params), "layers": body}
+
+
+def _member(item: dict[str, Any], index: int) -> str:
+    """A member's key within its body: its name, or its position (a Sequential's 0, 1, ...)."""
+    return str(item["name"]) if "name" in item else str(index)
+
+
+def _parameter(layer: str, key: str, values: list[Any], params: dict[str, list[Any]]) -> str:
+    for name, known in params.items():
+        if known == values:
+            return f"${name}"
+    if all(type(v) is int for v in values):
+        for name, known in params.items():
+            if all(type(k) is int and k > 0 for k in known):
+                for factor in range(2, 9):
+                    if all(v == k * factor for v, k in zip(values, known, strict=True)):
+                        return f"${{{name} * {factor}}}"
+                    if all(k % factor == 0 and v == k // factor for v, k in zip(values, known, strict=True)):
+                        return f"${{{name} // {factor}}}"
+    name = (
+        key if key not in params and key.isidentifier() else _identifier(f"{layer}_{key}".replace(".", "_"))
+    )
+    while name in params:
+        name += "_"
+    params[name] = values
+    return f"${name}"
+
+
+def _fill(items: list[dict[str, Any]], texts: dict[tuple, str], prefix: str) -> list[dict[str, Any]]:
+    out = []
+    for index, item in enumerate(items):
+        layer = prefix + _member(item, index)
+        new = {}
+        for key, value in item.items():
+            if key == "_path":
+                continue
+            if key == "layers" and isinstance(value, list):
+                new[key] = _fill(value, texts, layer + ".")
+            else:
+                new[key] = texts.get((layer, key), value)
+        for (where, key), text in texts.items():  # a default in this instance, a parameter in others
+            if where == layer and key not in new:
+                new[key] = text
+        first = [key for key in ("type", "name", "inputs") if key in new]
+        out.append({**{key: new[key] for key in first}, **{k: v for k, v in new.items() if k not in first}})
+    return out

@@ -192,3 +192,17 @@ def test_bad_targets_are_one_line_errors(nets, tmp_path, target, expected):
 def test_a_model_needing_an_input_size_says_so(nets):
     with pytest.raises(ImportFailed, match="give --input"):
         import_target(f"{nets}:Net")
+
+
+def test_a_repeated_submodule_class_becomes_one_block_used_many_times():
+    """resnet50's 16 Bottlenecks: two blocks (with and without the downsample), not 16 copies;
+    what differs between instances is a parameter (out_channels, stride; conv3 writes
+    ${out_channels * 4})."""
+    network = import_model(torchvision("resnet50"), (3, 224, 224), "resnet50")
+    assert set(network.blocks) == {"Bottleneck", "Bottleneck2"}
+    assert sorted(network.blocks["Bottleneck"].params) == ["out_channels", "stride"]
+    conv3 = next(layer for layer in network.blocks["Bottleneck"].layers if layer.get("name") == "conv3")
+    assert conv3["out_channels"] == "${out_channels * 4}"
+    uses = [row.groups[1].kind for row in analyze(network).rows if len(row.groups) > 1]
+    assert {kind for kind in uses} == {"Bottleneck", "Bottleneck2"}
+    assert len({row.path[:2] for row in analyze(network).rows if len(row.path) > 2}) == 16
