@@ -100,8 +100,9 @@ _PER_AXIS = {"kernel_size", "stride", "padding", "dilation", "output_padding", "
 def module_layer(module: nn.Module, path: str) -> dict[str, Any]:
     """``{type: Conv2d, out_channels: 64, ...}``: the spec layer of a ``torch.nn`` module, its
     fields read back from the module; an attribute the spec cannot hold is an error."""
-    kind = type(module).__name__
-    if kind not in LAYER_CLASSES or type(module) is not getattr(nn, kind, None):
+    base = _torch_layer(module)
+    kind = base.__name__ if base is not None else type(module).__name__
+    if base is None or kind not in LAYER_CLASSES:
         raise ImportFailed(f"{path} ({type(module).__module__}.{kind}): not a layer convcalc knows; "
                            "fix: write it as layers convcalc has, or out of the traced model")  # fmt: skip
     model = LAYER_CLASSES[kind]
@@ -282,6 +283,19 @@ class _Tracer(fx.Tracer):
     def __init__(self) -> None:
         super().__init__()
         self.record_stack_traces = True
+
+    def is_leaf_module(self, m: nn.Module, module_qualified_name: str) -> bool:
+        """torch.nn's layers, and subclasses of them that keep their forward (torchvision's
+        ``Conv3DSimple`` is an ``nn.Conv3d``), are leaves."""
+        return _torch_layer(m) is not None or super().is_leaf_module(m, module_qualified_name)
+
+
+def _torch_layer(module: nn.Module) -> type[nn.Module] | None:
+    """The ``torch.nn`` layer class ``module`` is (or subclasses without changing forward)."""
+    for cls in type(module).__mro__:
+        if cls.__module__.startswith("torch.nn") and cls.__name__ in LAYER_CLASSES:
+            return cls if type(module).forward is cls.forward else None
+    return None
 
 
 def import_model(

@@ -206,3 +206,25 @@ def test_a_repeated_submodule_class_becomes_one_block_used_many_times():
     uses = [row.groups[1].kind for row in analyze(network).rows if len(row.groups) > 1]
     assert {kind for kind in uses} == {"Bottleneck", "Bottleneck2"}
     assert len({row.path[:2] for row in analyze(network).rows if len(row.path) > 2}) == 16
+
+
+@pytest.mark.parametrize("name", ["r3d_18", "r2plus1d_18"])
+def test_video_models_import_exactly(name):
+    """3-D convolutions, and torchvision's Conv3DSimple (an nn.Conv3d subclass) as a layer."""
+    models = torchvision_models()
+    import torchvision.models.video as video
+
+    assert models is not None
+    with torch.device("meta"):
+        original = getattr(video, name)(weights=None)
+    network = import_model(original, (3, 16, 112, 112), name)
+    analysis = analyze(network)
+    with torch.device("meta"):
+        ours = build_model(network)
+    assert {k: tuple(v.shape) for k, v in ours.state_dict().items()} == {
+        k: tuple(v.shape) for k, v in original.state_dict().items()
+    }
+    counter = FlopCounterMode(display=False)
+    with counter, torch.no_grad():
+        original.eval()(torch.zeros(1, 3, 16, 112, 112, device="meta"))
+    assert analysis.total_macs == counter.get_total_flops() / 2
