@@ -40,6 +40,7 @@ NETWORK_INPUT = -1  # the index that stands for the network's input in Node.inpu
 STRUCTURE_KEYS = ("name", "inputs", "repeat")  # what every item may have besides its own fields
 _IDENTIFIER = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 MAX_NODES = 200_000  # a spec that expands past this is refused (repeat: 10**9 would hang)
+MAX_DEPTH = 50  # groups and blocks nested deeper than this are refused (torchvision's deepest: 5)
 
 
 @dataclass(frozen=True)
@@ -284,6 +285,10 @@ class _Expander:
         path = (*scope.path, name)
         label = f"{where} ({'.'.join(path)}, {kind})"
         if kind == "Sequential" or (isinstance(item, dict) and kind in self.blocks):
+            if len(path) > MAX_DEPTH:
+                self.errors.append(f"{self.source}: {label}: groups and blocks nest more than {MAX_DEPTH} "
+                                   "deep; fix: flatten the nesting")  # fmt: skip
+                return inputs[0]
             if len(inputs) != 1:
                 what = "group" if kind == "Sequential" else "block"
                 self.errors.append(f"{self.source}: {label}: a {what} reads one input, not {len(inputs)}; "

@@ -62,11 +62,15 @@ def parse_text(text: str, source: str) -> tuple[Any, list[int]]:
             data = json.loads(text)
         except json.JSONDecodeError as exc:
             raise SpecError([f"{source}:{exc.lineno}:{exc.colno}: invalid JSON: {exc.msg}"]) from None
+        except RecursionError:
+            raise SpecError([f"{source}: nested too deeply to read; fix: use blocks or repeat"]) from None
     loader = getattr(yaml, "CSafeLoader", yaml.SafeLoader)(text)  # libyaml when installed: ~5× faster
     try:  # one parse: the node tree (for line numbers), then the data built from it
         node = loader.get_single_node()
         if not source.endswith(".json"):
             data = loader.construct_document(node) if node is not None else None
+    except RecursionError:
+        raise SpecError([f"{source}: nested too deeply to read; fix: use blocks or repeat"]) from None
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         where = f"{source}:{mark.line + 1}:{mark.column + 1}" if mark else source

@@ -165,3 +165,14 @@ def test_padding_auto_is_solved_inside_a_block_for_every_use():
     analysis = analyze(network)
     assert analysis.ok and [row.output_shape for row in analysis.rows] == [(4, 16, 16), (8, 16, 16)]
     assert [row.inferred["padding"] for row in analysis.rows] == [(1, 1), (2, 2)]
+
+
+@pytest.mark.parametrize("depth", [60, 2000])
+def test_nesting_too_deep_is_an_error_not_a_crash(tmp_path, depth):
+    text = '{"input": [1, 4, 4], "layers": [' + '{"type": "Sequential", "layers": [' * depth
+    text += '{"type": "ReLU"}' + "]}" * depth + "]}"
+    spec = tmp_path / "deep.json"
+    spec.write_text(text)
+    result = run_cli("shape", str(spec))
+    assert result.returncode == 1 and "Traceback" not in result.stderr
+    assert "nest more than 50 deep" in result.stderr or "nested too deeply" in result.stderr
