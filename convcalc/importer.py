@@ -303,12 +303,16 @@ def import_model(
 ) -> Network:
     """The spec's network of ``model`` (see the module's docstring); ``ImportFailed`` names
     what cannot be said in a spec."""
+    training = model.training
+    model.eval()  # the inference graph: auxiliary heads (GoogLeNet's) and training-only branches drop out
     try:
         graph = _Tracer().trace(model)
     except Exception as error:  # noqa: BLE001 - tracing fails in many ways (control flow on values)
         raise ImportFailed(f"{name}: torch.fx cannot trace it ({type(error).__name__}: "
                            f"{str(error).splitlines()[0] if str(error) else ''}); fix: keep forward free of "
                            "Python control flow on tensor values") from None  # fmt: skip
+    finally:
+        model.train(training)
     modules = dict(model.named_modules())
     placeholders = [n for n in graph.nodes if n.op == "placeholder"]
     if len(placeholders) != 1:
@@ -377,6 +381,14 @@ def import_model(
             layer["inputs"] = [_reference(r, scope, home, groups, start, node) for r in reads]
         group.items.append(layer)
         home[node] = (scope, own)
+    unused = [
+        path for path, module in modules.items() if path and path not in called and _holds_state(module)
+    ]
+    if unused:
+        raise ImportFailed(f"{name}: {unused[0]} ({type(modules[unused[0]]).__name__}) holds weights that "
+                           f"forward does not use in eval mode ({len(unused)} such modules; an auxiliary "
+                           "head?); a spec of the rest would miss them. fix: build the model without them "
+                           "(e.g. --arg aux_logits=false)")  # fmt: skip
     if not isinstance(output_node, fx.Node) or output_node not in home:
         raise ImportFailed(f"{name}: forward must return one tensor computed from its input")
     _set_outputs(groups, home, output_node)
@@ -384,6 +396,11 @@ def import_model(
     data["output"] = _reference(output_node, (), home, groups, start, output_node)
     data = _blocks(_simplify(data), modules)
     return network_from_data(data, f"<import {name}>")
+
+
+def _holds_state(module: nn.Module) -> bool:
+    """Weights or buffers of its own (a container's are its children's)."""
+    return any(True for _ in (*module.parameters(recurse=False), *module.buffers(recurse=False)))
 
 
 def _place(groups: dict[tuple[str, ...], _Group], scope: tuple[str, ...], start: fx.Node) -> None:

@@ -228,3 +228,23 @@ def test_video_models_import_exactly(name):
     with counter, torch.no_grad():
         original.eval()(torch.zeros(1, 3, 16, 112, 112, device="meta"))
     assert analysis.total_macs == counter.get_total_flops() / 2
+
+
+def test_weights_that_forward_does_not_use_stop_the_import():
+    """googlenet's auxiliary heads run only in training: a spec without them would miss their
+    weights, so the import stops and says how to build the model without them."""
+    with pytest.raises(ImportFailed, match="forward does not use in eval mode.*aux_logits=false"):
+        import_model(torchvision("googlenet"), (3, 224, 224), "googlenet")
+
+
+def test_googlenet_without_its_auxiliary_heads_imports_exactly():
+    models = torchvision_models()
+    with torch.device("meta"):
+        original = models.googlenet(weights=None, aux_logits=False, init_weights=False)
+    network = import_model(original, (3, 224, 224), "googlenet")
+    with torch.device("meta"):
+        ours = build_model(network)
+    assert {k: tuple(v.shape) for k, v in ours.state_dict().items()} == {
+        k: tuple(v.shape) for k, v in original.state_dict().items()
+    }
+    assert "Inception" in network.blocks  # nine Inception modules, one block
