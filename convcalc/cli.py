@@ -61,7 +61,7 @@ def _load(spec_path: str, input_override: tuple[int, ...] | None = None, plain: 
 
         return import_target(spec_path, input_override)
     source = "<stdin>" if spec_path == "-" else spec_path
-    text = sys.stdin.read() if spec_path == "-" else specfile.read_spec(spec_path)
+    text = specfile.read_stdin() if spec_path == "-" else specfile.read_spec(spec_path)
     data, layer_lines = specfile.parse_text(text, source)
     network = specfile.plain_network(data) if plain else None
     if network is None:

@@ -600,7 +600,7 @@ def _explain_error(error: dict) -> str:
             close = _closest(str(field), known)
             hint = f"did you mean '{close}'? " if close else ""
             return f"unknown field; {hint}{layer_type} takes: {', '.join(known)}"
-        return "unknown field; a spec takes: name, input, layers"
+        return "unknown field; a spec takes: name, input, blocks, layers, output"
     if kind == "union_tag_invalid":
         tag = error.get("ctx", {}).get("tag")
         close = _closest(str(tag), list(LAYER_CLASSES))

@@ -21,6 +21,7 @@ from __future__ import annotations
 import keyword
 import math
 import re
+import sys
 from functools import cache
 from pathlib import Path
 from types import SimpleNamespace
@@ -38,6 +39,17 @@ def pair(value: int | tuple[int, int]) -> tuple[int, int]:
 
 # --------------------------------------------------------------------------------------
 # Reading a file
+
+
+def read_stdin() -> str:
+    """Standard input as text; ``SpecError`` when it is not UTF-8."""
+    data = sys.stdin.buffer.read()
+    try:
+        return data.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise SpecError(
+            [f"<stdin>: not UTF-8 text (byte {exc.start}); fix: pipe a YAML or JSON spec"]
+        ) from None
 
 
 def read_spec(path: str | Path) -> str:
@@ -71,6 +83,8 @@ def parse_text(text: str, source: str) -> tuple[Any, list[int]]:
             data = loader.construct_document(node) if node is not None else None
     except RecursionError:
         raise SpecError([f"{source}: nested too deeply to read; fix: use blocks or repeat"]) from None
+    except ValueError as exc:  # e.g. an integer of more than 4,300 digits
+        raise SpecError([f"{source}: a value cannot be read ({exc}); fix: use a smaller number"]) from None
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         where = f"{source}:{mark.line + 1}:{mark.column + 1}" if mark else source

@@ -176,3 +176,22 @@ def test_nesting_too_deep_is_an_error_not_a_crash(tmp_path, depth):
     result = run_cli("shape", str(spec))
     assert result.returncode == 1 and "Traceback" not in result.stderr
     assert "nest more than 50 deep" in result.stderr or "nested too deeply" in result.stderr
+
+
+def test_hostile_bytes_are_errors_not_tracebacks(tmp_path):
+    """Random bytes on stdin, an integer of 5,000 digits (Python's int-to-string limit): a message."""
+    import subprocess
+    import sys
+
+    random_bytes = bytes(range(128, 256)) * 4
+    process = subprocess.run([sys.executable, "-m", "convcalc", "shape", "-"], input=random_bytes,
+                             capture_output=True)  # fmt: skip
+    assert process.returncode == 1 and b"not UTF-8" in process.stderr and b"Traceback" not in process.stderr
+    spec = tmp_path / "big.yaml"
+    spec.write_text("input: [1, 28, 28]\nlayers:\n  - {type: Linear, out_features: " + "9" * 5000 + "}\n")
+    result = run_cli("shape", str(spec))
+    assert (
+        result.returncode == 1
+        and "use a smaller number" in result.stderr
+        and "Traceback" not in result.stderr
+    )
