@@ -200,3 +200,19 @@ def test_summary_is_torchinfos_view():
     for row in analysis.rows:
         assert f"({row.name})" in result.stdout
         assert str([1, *row.output_shape]) in result.stdout
+
+
+@pytest.mark.parametrize("name", ['we"ird \\N name', 'ends with a quote"', "tab\there", "é ünïcode"])
+def test_a_spec_name_with_quotes_backslashes_or_control_characters_exports_source_that_runs(tmp_path, name):
+    network = S.network_from_data(
+        {
+            "name": name,
+            "input": [1, 8, 8],
+            "layers": [{"type": "Conv2d", "out_channels": 2, "kernel_size": 3}],
+        }
+    )
+    file = tmp_path / "model.py"
+    file.write_text(export_source(network), encoding="utf-8")
+    module = import_file(file)
+    model = getattr(module, class_name(name))()
+    assert tuple(model(torch.zeros(1, 1, 8, 8)).shape) == (1, 2, 6, 6)
