@@ -35,6 +35,7 @@ from torch import nn
 from convcalc import spec as S
 from convcalc.build import build_model
 from convcalc.engine import RF, Analysis, LayerResult, analyze, fmt_num, fmt_shape
+from convcalc.errors import ConvcalcError
 from convcalc.graph import NETWORK_INPUT
 from convcalc.layers.base import axis_names
 
@@ -292,11 +293,39 @@ class CheckReport:
         return [c for c in self.comparisons if c.index == index]
 
 
+def available_memory() -> int | None:
+    """Bytes this machine can still give (``MemAvailable``), or None where that is unknown."""
+    try:
+        for line in open("/proc/meminfo", encoding="ascii"):  # noqa: SIM115 - read once, closed at exit
+            if line.startswith("MemAvailable:"):
+                return int(line.split()[1]) * 1024
+    except (OSError, ValueError):
+        return None
+    return None
+
+
+def ensure_memory(needed: int, what: str) -> None:
+    """A ``ConvcalcError`` before torch tries to allocate more than the machine has."""
+    free = available_memory()
+    if free is not None and needed > free:
+        from convcalc.render import human_bytes
+
+        raise ConvcalcError(f"{what} needs about {human_bytes(needed)}; this machine has {human_bytes(free)} "
+                            "available. fix: a smaller --input, or fewer channels")  # fmt: skip
+
+
 def check(network: S.Network) -> CheckReport:
     """Compare the engine's analysis of ``network`` with the real model; raises ``BuildError``
-    (a ``ConvcalcError``) when the spec has engine errors."""
-    model = build_model(network, initialize=False)  # raises BuildError for invalid specs
+    (a ``ConvcalcError``) when the spec has engine errors, and ``ConvcalcError`` when the
+    forward would need more memory than the machine has (estimated from the engine first)."""
     analysis = analyze(network)
+    if analysis.ok:  # the weights, every activation of the batch, and the float64 probe maps
+        n_in = math.prod(analysis.input_shape[1:]) if len(analysis.input_shape) > 1 else 1
+        needed = (
+            analysis.param_bytes + BATCH * analysis.total_memory_bytes + 4 * 8 * n_in * len(analysis.rows)
+        )
+        ensure_memory(needed, f"check of {network.name}")
+    model = build_model(network, initialize=False)  # raises BuildError for invalid specs
     comparisons = [
         *_model_comparisons(analysis, model, network),
         *_rf_comparisons(analysis, network),
@@ -371,6 +400,7 @@ def torchinfo_summary(network: S.Network, batch: int = 1, depth: int = 1):
     so VGG16 takes milliseconds and no memory."""
     import torchinfo
 
+    ensure_memory(4 * batch * math.prod(network.input), f"summary of {network.name} (its input batch)")
     with torch.device("meta"):
         model = build_model(network)  # raises BuildError for invalid specs
     with warnings.catch_warnings():

@@ -296,3 +296,10 @@ def test_a_pool_after_an_uneven_transposed_conv_stays_within_the_bound():
     )
     report = check(network)
     assert report.ok, "\n".join(str(c) for c in report.mismatches)
+
+
+@pytest.mark.parametrize("command", ["check", "summary"])
+def test_a_forward_larger_than_the_machine_is_refused_before_torch_allocates(command):
+    result = run_cli(command, "specs/lenet.yaml", "--input", "1x100000x100000")
+    assert result.returncode == 1 and "Traceback" not in result.stderr
+    assert "needs about" in result.stderr and "GiB" in result.stderr and "smaller --input" in result.stderr
