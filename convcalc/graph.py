@@ -156,8 +156,9 @@ class _Expander:
             if name is not None and not pattern and not self._name_ok(name, scope, where, _get(item, "type")):
                 continue
             if len(self.graph.nodes) + repeat > MAX_NODES:
-                self.errors.append(f"{self.source}: {where}: repeat {repeat} makes the spec larger than "
-                                   f"{MAX_NODES:,} layers; use a smaller repeat")  # fmt: skip
+                self.errors.append(f"{self.source}: {where}: the spec expands to more than "
+                                   f"{MAX_NODES:,} layers (blocks, groups and repeat multiply); "
+                                   "use a smaller repeat")  # fmt: skip
                 return previous
             if pattern:  # copies named by position in this scope: denselayer{n} -> denselayer1, ...
                 out = inputs

@@ -92,7 +92,38 @@ def parse_text(text: str, source: str) -> tuple[Any, list[int]]:
         raise SpecError([f"{where}: invalid YAML: {problem}"]) from None
     finally:
         loader.dispose()
+    size = _expanded_size(data)
+    if size > MAX_VALUES:
+        count = "endlessly (a recursive alias)" if size >= 10**18 else f"to {size:,} values"
+        raise SpecError([f"{source}: its YAML aliases expand it {count}, more than {MAX_VALUES:,}; "
+                         "fix: use blocks and repeat instead of nested aliases"])  # fmt: skip
     return data, _layer_lines(node)
+
+
+MAX_VALUES = 1_000_000  # a spec whose aliases expand past this is refused ("billion laughs")
+
+
+def _expanded_size(data: Any) -> int:
+    """How many values ``data`` holds once every alias is expanded, counted without expanding
+    them (each shared list or mapping counted once, then multiplied)."""
+    sizes: dict[int, int] = {}
+    open_: set[int] = set()  # being counted: met again inside itself, it is a recursive alias
+    stack = [(data, False)]
+    while stack:
+        value, done = stack.pop()
+        if not isinstance(value, list | dict) or (id(value) in sizes and not done):
+            continue
+        children = list(value.values()) if isinstance(value, dict) else value
+        if done:
+            sizes[id(value)] = min(1 + sum(sizes.get(id(c), 1) for c in children), 10**18)
+            open_.discard(id(value))
+        elif id(value) in open_:
+            return 10**18  # infinite
+        else:
+            open_.add(id(value))
+            stack.append((value, True))
+            stack.extend((c, False) for c in children if isinstance(c, list | dict) and id(c) not in sizes)
+    return sizes.get(id(data), 1)
 
 
 def _layer_lines(node: Any) -> list[int]:

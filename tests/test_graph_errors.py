@@ -195,3 +195,18 @@ def test_hostile_bytes_are_errors_not_tracebacks(tmp_path):
         and "use a smaller number" in result.stderr
         and "Traceback" not in result.stderr
     )
+
+
+def test_yaml_aliases_that_expand_past_a_million_values_or_recurse_are_refused_at_once(tmp_path):
+    laughs = "input: [1, 8, 8]\nx0: &x0 [1, 1, 1, 1, 1, 1, 1, 1, 1, 1]\n"
+    for i in range(1, 7):
+        laughs += f"x{i}: &x{i} [" + ", ".join([f"*x{i - 1}"] * 10) + "]\n"
+    laughs += "layers: []\n"
+    for text, expected in (
+        (laughs, "values, more than 1,000,000"),
+        ("input: [1, 8, 8]\nlayers: &a [*a]\n", "endlessly"),
+    ):
+        spec = tmp_path / "laughs.yaml"
+        spec.write_text(text)
+        result = run_cli("shape", str(spec), timeout=30)
+        assert result.returncode == 1 and expected in result.stderr and "Traceback" not in result.stderr
