@@ -358,9 +358,15 @@ def write_atomically(path: str | Path, text: str) -> None:
     so a failure never leaves a half-written file; errors name the path and the fix."""
     path = Path(path)
     folder = path.parent
-    if path.is_dir():
+    try:
+        is_dir, folder_ok = path.is_dir(), folder.is_dir()
+    except OSError as error:  # e.g. a file name longer than the file system allows
+        raise ConvcalcError(
+            f"{path}: cannot use this path ({error.strerror}); fix: choose a shorter path"
+        ) from None
+    if is_dir:
         raise ConvcalcError(f"{path}: is a folder; fix: give a file name, e.g. {path / 'model.py'}")
-    if not folder.is_dir():
+    if not folder_ok:
         raise ConvcalcError(
             f"{path}: the folder {folder} does not exist; fix: create it or choose another path"
         )

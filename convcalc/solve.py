@@ -834,7 +834,12 @@ def parse_size(text: str, option: str, max_dims: int = 2) -> tuple[int, ...]:
             f"{option} {text!r} is not a size",
             f"give {forms}, positive integers (e.g. {option} {28 if option in ('--in', '--out') else 3})",
         )
+    if max(dims) > MAX_SIZE:  # what a spec's sizes may be (torch's int32 sizes)
+        raise SolveError(f"{option} {text!r}: a size above {MAX_SIZE:,}", f"give sizes up to {MAX_SIZE:,}")
     return dims
+
+
+MAX_SIZE = 2**31 - 1
 
 
 @dataclass(frozen=True)

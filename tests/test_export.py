@@ -216,3 +216,13 @@ def test_a_spec_name_with_quotes_backslashes_or_control_characters_exports_sourc
     module = import_file(file)
     model = getattr(module, class_name(name))()
     assert tuple(model(torch.zeros(1, 1, 8, 8)).shape) == (1, 2, 6, 6)
+
+
+def test_export_to_a_file_name_longer_than_the_file_system_allows_is_a_clean_error(tmp_path):
+    target = tmp_path / ("a" * 300 + ".py")
+    result = run_cli("export", "specs/lenet.yaml", "-o", str(target))
+    assert (
+        result.returncode == 1
+        and "choose a shorter path" in result.stderr
+        and "Traceback" not in result.stderr
+    )

@@ -739,3 +739,11 @@ def test_long_listings_show_the_first_rows_and_say_how_many_more(cli):
     assert len(json.loads(every.stdout)["settings"]) == total
     some = cli("solve", "--in", "28", "--out", "1", "--limit", "3")
     assert torch_column(some.stdout) == rows[:3]
+
+
+def test_a_size_past_int32_is_a_clear_error():
+    from tests.conftest import run_cli
+
+    result = run_cli("solve", "--in", "1", "--out", "9223372036854775808")
+    assert result.returncode == 1 and "a size above 2,147,483,647" in result.stderr
+    assert "Traceback" not in result.stderr
