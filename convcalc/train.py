@@ -170,7 +170,12 @@ def resolve_device(name: str) -> torch.device:
 
 
 def default_checkpoint_path(network: Network, dataset: str) -> str:
-    return str(Path("runs") / f"{network.name}-{dataset}.pt")
+    """``runs/<spec name>-<dataset>.pt``; the name made safe for a file name (no path separators,
+    NUL or other control characters, at most 100 characters), so it never leaves ``runs/``."""
+    safe = (
+        "".join(c if c.isalnum() or c in "-_." else "_" for c in network.name)[:100].strip(".") or "network"
+    )
+    return str(Path("runs") / f"{safe}-{dataset}.pt")
 
 
 # --------------------------------------------------------------------------------------------

@@ -429,3 +429,17 @@ def test_a_graph_network_trains_checkpoints_and_evaluates(folder, tmp_path):
     assert network_from_data(checkpoint["spec"]) == network
     evaluated = evaluate_checkpoint(result.checkpoint, data_dir=str(folder), download=False)
     assert evaluated.test_accuracy == result.test_accuracy
+
+
+@pytest.mark.parametrize("name", ["../escape", "a/b\\c", "nul\x00here", "x" * 200, "..."])
+def test_the_default_checkpoint_path_stays_in_runs(name):
+    from convcalc.train import default_checkpoint_path
+
+    network = (
+        network_from_data({"name": name, "input": [1, 28, 28], "layers": []}) if "\x00" not in name else None
+    )
+    if network is None:  # a NUL cannot even be in a spec name that YAML reads; build it directly
+        network = load_spec(LENET).model_copy(update={"name": name})
+    path = default_checkpoint_path(network, "mnist")
+    assert path.startswith("runs/") and "/" not in path[len("runs/") :] and "\x00" not in path
+    assert len(path) < 130
