@@ -208,12 +208,8 @@ class _Expander:
         if kind == "Sequential" or kind in self.blocks:
             return raw  # structure: validated here
         if self.layer_types is not None and isinstance(kind, str) and kind not in self.layer_types:
-            known = [*self.layer_types, "Sequential", *self.blocks]
-            close = difflib.get_close_matches(kind, known, n=1, cutoff=0.6)
-            hint = f"did you mean '{close[0]}'? " if close else ""
-            blocks = f"; blocks: {', '.join(self.blocks)}" if self.blocks else ""
-            self.errors.append(f"{self.source}: {where} ({kind}): unknown layer type {kind!r}; {hint}"
-                               f"known types: {', '.join(self.layer_types)}, Sequential{blocks}")  # fmt: skip
+            message = unknown_type(kind, self.layer_types, list(self.blocks))
+            self.errors.append(f"{self.source}: {where} ({kind}): {message}")
             return None
         try:
             return self.make_item(raw, where)
@@ -376,6 +372,16 @@ class _Expander:
                     f"layer {node.index} ({node.name}, {node.layer.type}): its output is not used by any "
                     "layer nor by the network's output; remove it, or read it with inputs:"
                 )
+
+
+def unknown_type(kind: str, layer_types: list[str], blocks: list[str]) -> str:
+    """The message for a ``type`` that is neither a layer, ``Sequential`` nor a block (with the
+    closest name, compared case-insensitively)."""
+    known = {name.lower(): name for name in [*layer_types, "Sequential", *blocks]}
+    close = difflib.get_close_matches(kind.lower(), list(known), n=1, cutoff=0.6)
+    hint = f"did you mean '{known[close[0]]}'? " if close else ""
+    defined = f"; blocks: {', '.join(blocks)}" if blocks else ""
+    return f"unknown layer type {kind!r}; {hint}known types: {', '.join(layer_types)}, Sequential{defined}"
 
 
 def _get(item: Any, key: str) -> Any:

@@ -277,6 +277,7 @@ class _Group:
     items: list[dict[str, Any]] = field(default_factory=list)
     names: set[str] = field(default_factory=set)
     input: fx.Node | None = None  # the one outside value it reads
+    output: fx.Node | None = None  # the value read from outside it (its last layer's, it must be)
 
 
 class _Tracer(fx.Tracer):
@@ -435,7 +436,7 @@ def _reference(value: fx.Node, scope: tuple[str, ...], home, groups, start: fx.N
             return name
         if where[: len(scope)] == scope and len(where) > len(scope):  # inside a child group
             child = where[: len(scope) + 1]
-            groups[child].output = value  # type: ignore[attr-defined]
+            groups[child].output = value
             return child[-1]
     # from outside this scope: the scope's one input
     if group.input is None:
@@ -456,7 +457,7 @@ def _set_outputs(groups, home, network_output: fx.Node) -> None:
     for path, group in groups.items():
         if not path:
             continue
-        wanted = getattr(group, "output", None)
+        wanted = group.output
         if wanted is not None and home[wanted][1] != group.items[-1]["name"] and home[wanted][0] == path:
             raise ImportFailed(f"{'.'.join(path)}: its output is not its last layer; a spec group "
                                "ends with its output")  # fmt: skip

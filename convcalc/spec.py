@@ -37,7 +37,7 @@ from pydantic import (
 )
 
 from convcalc.errors import SpecError as SpecError
-from convcalc.graph import Graph, expand
+from convcalc.graph import Graph, expand, unknown_type
 from convcalc.specfile import MODULE_ATTRIBUTES as MODULE_ATTRIBUTES
 from convcalc.specfile import check_names, parse_text, read_spec
 from convcalc.specfile import layer_names as layer_names
@@ -359,11 +359,7 @@ class BlockUse(BaseModel):
         blocks = (info.context or {}).get("blocks")
         if blocks is None or kind in blocks:
             return kind
-        close = _closest(kind, [*LAYER_CLASSES, "Sequential", *blocks])
-        hint = f"did you mean '{close}'? " if close else ""
-        defined = f"; blocks: {', '.join(blocks)}" if blocks else ""
-        raise ValueError(f"unknown layer type {kind!r}; {hint}known types: {', '.join(LAYER_CLASSES)}, "
-                         f"Sequential{defined}")  # fmt: skip
+        raise ValueError(unknown_type(kind, list(LAYER_CLASSES), list(blocks)))
 
 
 class Block(BaseModel):
