@@ -191,7 +191,7 @@ def export_command(spec: str, output: str | None) -> None:
 )
 @click.option("--arg", "arguments", multiple=True, metavar="KEY=VALUE",
               help="A keyword argument for TARGET (a YAML scalar: 10, true, 0.5); repeatable.")  # fmt: skip
-@click.option("-o", "--output", type=click.Path(dir_okay=True, path_type=str), help="Write the spec to FILE.")
+@click.option("-o", "--output", type=click.Path(path_type=str), metavar="FILE", help="Write it to FILE.")
 @click.option("--json", "as_json", is_flag=True, help="Print the spec as JSON instead of YAML.")
 def import_command(target: str, input_size: str | None, arguments: tuple[str, ...], output: str | None,
                    as_json: bool) -> None:  # fmt: skip
