@@ -159,7 +159,7 @@ def _wrong_engine(monkeypatch, index: int, **changes):
     def wrong_analyze(network, input_shape=None):
         analysis = analyze(network, input_shape)
         rows = list(analysis.rows)
-        rows[index] = dataclasses.replace(rows[index], **changes)
+        rows[index] = rows[index]._replace(**changes)
         return dataclasses.replace(analysis, rows=tuple(rows))
 
     monkeypatch.setattr(check_module, "analyze", wrong_analyze)

@@ -168,6 +168,25 @@ def test_softmax_over_a_spatial_axis_sees_that_whole_axis(dim):
     assert report.analysis.rows[1].receptive_field[1 - axis].size == 3
 
 
+@pytest.mark.parametrize(
+    ("unflattened", "spatial"),
+    [((4, 196), S.Conv1d(out_channels=2, kernel_size=3)), ((1, 4, 14, 14), S.MaxPool3d(kernel_size=2)),
+     ((1, 2, 2, 196), S.Conv3d(out_channels=1, kernel_size=(1, 1, 3))),
+     ((4, 196), S.AvgPool1d(kernel_size=4)), ((4, 196), S.Upsample(scale_factor=2))],
+)  # fmt: skip
+def test_layers_on_axes_that_are_not_the_inputs_keep_the_union(unflattened, spatial):
+    """Flatten, then Unflatten to another number of spatial axes: the units already see the
+    union of the input, and so do the units of a conv or pool on those axes (this raised an
+    IndexError inside the engine); the gradient probe agrees."""
+    network = S.Network(
+        input=(1, 28, 28), layers=[S.Flatten(), S.Unflatten(dim=1, unflattened_size=unflattened), spatial]
+    )
+    report = check(network)
+    assert report.ok, "\n".join(str(c) for c in report.mismatches)
+    assert report.analysis.rows[2].receptive_field == report.analysis.rows[1].receptive_field
+    assert [r.size for r in report.analysis.rows[2].receptive_field] == [28, 28]
+
+
 @pytest.mark.parametrize(("n", "out"), [(1, 2), (5, 3), (7, 4), (13, 5), (6, 4)])
 def test_adaptive_pool_first_and_last_windows_are_exact(n, out):
     """Uneven adaptive windows: the engine's size is an upper bound, but the first and the last

@@ -20,7 +20,7 @@ from __future__ import annotations
 import math
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, NamedTuple
 
 BYTES_PER_ELEMENT = 4  # float32 activations
 
@@ -36,9 +36,9 @@ def axis_names(nd: int) -> str:
     return AXES[nd] if nd in AXES else "".join(f"{i}" for i in range(nd))
 
 
-@dataclass(frozen=True)
-class RF:
-    """Receptive field on one axis, in input pixels."""
+class RF(NamedTuple):
+    """Receptive field on one axis, in input pixels (a named tuple: the engine makes one per
+    axis per layer, and a frozen dataclass costs several times as much to build)."""
 
     size: float  # r
     jump: float  # j: distance between adjacent units' field centres
@@ -61,7 +61,7 @@ class Problem:
         return f"{where}{self.message}{fix}"
 
 
-@dataclass
+@dataclass(slots=True)
 class Out:
     """What a family computes for one layer."""
 
@@ -75,8 +75,7 @@ class Out:
     regime: str | None = None  # for check: "bound" where the field is an upper bound
 
 
-@dataclass
-class Input:
+class Input(NamedTuple):
     """One input of a layer: the shape and receptive field of the tensor it reads."""
 
     shape: tuple[int, ...]
@@ -87,6 +86,9 @@ class Input:
 class Ctx:
     """Collects one layer's results while its family's ``analyze`` runs."""
 
+    __slots__ = ("index", "name", "layer", "inputs", "n_in", "errors", "warnings", "explain", "inferred",
+                 "axes_apart")  # fmt: skip
+
     def __init__(self, index: int, name: str, layer: Any, inputs: list[Input], n_in: tuple[int, ...]):
         self.index, self.name, self.layer = index, name, layer
         self.inputs = inputs
@@ -95,6 +97,9 @@ class Ctx:
         self.warnings: list[Problem] = []
         self.explain: list[str] = []
         self.inferred: dict[str, Any] = {}
+        # the input's spatial axes are not the network input's (a Flatten and an Unflatten
+        # above): its field is already the union, and the family's field steps are not told
+        self.axes_apart = False
 
     @property
     def shape(self) -> tuple[int, ...]:
@@ -135,8 +140,7 @@ def register(names: str | tuple[str, ...], family: Family) -> None:
         REGISTRY[name] = family
 
 
-@dataclass(frozen=True)
-class Spatial:
+class Spatial(NamedTuple):
     """A feature map's geometry: channels and per-axis sizes, for the family code."""
 
     c: int
@@ -253,11 +257,8 @@ def unseen(n: int, k: int, s: int, pad_l: int, pad_r: int, d: int, out: int) -> 
 def rf_step(rf: RF, k: int, s: float, pad_l: float, d: int = 1) -> RF:
     """One conv/pool layer on one axis (Araujo et al. 2019, eqs. 2 and 5)."""
     k_eff = d * (k - 1) + 1
-    return RF(
-        size=rf.size + (k_eff - 1) * rf.jump,
-        jump=rf.jump * s,
-        start=rf.start + ((k_eff - 1) / 2 - pad_l) * rf.jump,
-    )
+    size, jump, start = rf
+    return RF(size + (k_eff - 1) * jump, jump * s, start + ((k_eff - 1) / 2 - pad_l) * jump)
 
 
 def rf_transposed(rf: RF, k: int, s: int, p: int, d: int) -> RF:
@@ -364,27 +365,34 @@ def global_rf(
     return tuple(rf_global(rf[a], sizes[a], ctx.n_in[a]) for a in range(len(rf)))
 
 
-def explain_params(ctx: Ctx, weight: int, bias: int, weight_formula: str) -> None:
-    ctx.note(lambda: f"params = weight {weight_formula} = {weight:,} + bias {bias:,} = {weight + bias:,}")
+def params_line(weight: int, bias: int, weight_formula: str) -> str:
+    return f"params = weight {weight_formula} = {weight:,} + bias {bias:,} = {weight + bias:,}"
+
+
+def explain_params(ctx: Ctx, weight: int, bias: int, weight_formula: str | Callable[[], str]) -> None:
+    """The params line; a callable formula is built only when the text is asked for."""
+    formula = weight_formula
+    ctx.note(lambda: params_line(weight, bias, formula() if callable(formula) else formula))
+
+
+def rf_lines(rf, new_rf, k, s, d, pad_l) -> str:
+    """One line per axis: the receptive-field step of a conv or pool (Araujo et al. 2019)."""
+    out = []
+    for a, axis in enumerate(axis_names(len(k))):
+        if a >= len(rf):
+            break
+        k_eff = d[a] * (k[a] - 1) + 1
+        old, new = rf[a], new_rf[a]
+        out.append(
+            f"RF {axis}: r = {fmt_num(old.size)} + ({k_eff}−1)·{fmt_num(old.jump)} "
+            f"= {fmt_num(new.size)}, "
+            f"j = {fmt_num(old.jump)}·{s[a]} = {fmt_num(new.jump)}, "
+            f"start = {fmt_num(old.start)} + (({k_eff}−1)/2 − {pad_l[a]})·{fmt_num(old.jump)}"
+            f" = {fmt_num(new.start)}"
+        )
+    return "\n".join(out)
 
 
 def explain_rf(ctx: Ctx, rf, new_rf, k, s, d, pad_l) -> None:
-    names = axis_names(len(k))
-
-    def lines() -> str:
-        out = []
-        for a, axis in enumerate(names):
-            if a >= len(rf):
-                break
-            k_eff = d[a] * (k[a] - 1) + 1
-            old, new = rf[a], new_rf[a]
-            out.append(
-                f"RF {axis}: r = {fmt_num(old.size)} + ({k_eff}−1)·{fmt_num(old.jump)} "
-                f"= {fmt_num(new.size)}, "
-                f"j = {fmt_num(old.jump)}·{s[a]} = {fmt_num(new.jump)}, "
-                f"start = {fmt_num(old.start)} + (({k_eff}−1)/2 − {pad_l[a]})·{fmt_num(old.jump)}"
-                f" = {fmt_num(new.start)}"
-            )
-        return "\n".join(out)
-
-    ctx.note(lines)
+    if not ctx.axes_apart:
+        ctx.note(lambda: rf_lines(rf, new_rf, k, s, d, pad_l))

@@ -10,14 +10,14 @@ from convcalc.layers.base import (
     Out,
     axis_names,
     check_count,
-    conv_out,
     conv_transpose_out,
     dims,
     explain_params,
-    explain_rf,
     fmt_shape,
     numel,
+    params_line,
     register,
+    rf_lines,
     rf_step,
     rf_transposed,
     same_padding,
@@ -51,37 +51,59 @@ def conv(ctx: Ctx, layer: Any, nd: int) -> Out:
     if geometry is None:
         return Out(None, None)
     fmap, k, s, d, solved = geometry
+    padding = layer.padding
     if solved is not None:
         pads = [same_padding(k[a], d[a]) if p == "same" else (p, p) for a, p in enumerate(solved[0])]
-    elif layer.padding == "same":
+    elif padding == "same":
         if any(v != 1 for v in s):
             ctx.error("padding='same' needs stride 1", "use stride 1, or give the padding as a number")
         pads = [same_padding(k[a], d[a]) for a in range(nd)]
+    elif padding == "valid":
+        pads = [(0, 0)] * nd
+    elif isinstance(padding, int):
+        pads = [(padding, padding)] * nd
     else:
-        p = (0,) * nd if layer.padding == "valid" else tup(layer.padding, nd)
-        pads = [(p[a], p[a]) for a in range(nd)]
-    size = fmap.sizes
-    outs = [conv_out(size[a], k[a], s[a], *pads[a], d[a]) for a in range(nd)]
+        pads = [(p, p) for p in padding]
+    # One pass over the axes (a deep spec spends most of its time here): output size, the
+    # input positions no window reaches, and the receptive field (Araujo et al. 2019).
+    size, rf = fmap.sizes, ctx.rf
+    outs, lost, new_rf = [], [], []
+    for a in range(nd):
+        n, k_a, s_a, d_a, (left, right) = size[a], k[a], s[a], d[a], pads[a]
+        out = (n + left + right - d_a * (k_a - 1) - 1) // s_a + 1  # conv_out
+        outs.append(out)
+        lost.append(max(0, n + left - ((out - 1) * s_a + d_a * (k_a - 1) + 1)))  # unseen
+        if a < len(rf):
+            new_rf.append(rf_step(rf[a], k_a, s_a, left, d_a))
     names = axis_names(nd)
     ctx.note(lambda: "\n".join(
         f"{names[a]} = ⌊({size[a]} + {pads[a][0]} + {pads[a][1]} − {d[a]}·({k[a]}−1) − 1)/{s[a]}⌋ + 1 "
         f"= {outs[a]}"
         for a in range(nd)
     ))  # fmt: skip
-    if not sizes_ok(ctx, outs, size, pads, k, d):
+    if min(outs) < 1 or ctx.errors:
+        sizes_ok(ctx, outs, size, pads, k, d)
         return Out(None, None)
-    warn_unseen(ctx, size, k, s, pads, d, outs)
+    if any(lost):
+        warn_unseen(ctx, size, k, s, pads, d, outs)
     c_in, c_out, g = fmap.c, layer.out_channels, layer.groups
     taps = numel(k)
     weight = c_out * (c_in // g) * taps
     bias = c_out if layer.bias else 0
-    macs = c_out * numel(tuple(outs)) * (c_in // g) * taps
+    macs = c_out * numel(outs) * (c_in // g) * taps
     out_shape = (c_out, *outs)
-    explain_params(ctx, weight, bias, f"{c_out}·({c_in}/{g})·{'·'.join(map(str, k))}")
-    _explain_sharing(ctx, ctx.shape, out_shape, weight + bias)
-    rf = ctx.rf
-    new_rf = tuple(rf_step(rf[a], k[a], s[a], pads[a][0], d[a]) for a in range(len(rf)))
-    explain_rf(ctx, rf, new_rf, k, s, d, [p[0] for p in pads])
+    new_rf = tuple(new_rf)
+    shape_in, apart = ctx.shape, ctx.axes_apart
+
+    def lines() -> str:  # one lazy note for params, weight sharing and the field
+        parts = [
+            params_line(weight, bias, f"{c_out}·({c_in}/{g})·{'·'.join(map(str, k))}"),
+            _sharing_line(shape_in, out_shape, weight + bias),
+            "" if apart else rf_lines(rf, new_rf, k, s, d, [p[0] for p in pads]),
+        ]
+        return "\n".join(part for part in parts if part)
+
+    ctx.note(lines)
     return Out(out_shape, new_rf, weight, bias, 0, macs)
 
 
@@ -121,7 +143,7 @@ def conv_transpose(ctx: Ctx, layer: Any, nd: int) -> Out:
     weight = c_in * (c_out // g) * taps
     bias = c_out if layer.bias else 0
     macs = c_in * numel(size) * (c_out // g) * taps
-    explain_params(ctx, weight, bias, f"{c_in}·({c_out}/{g})·{'·'.join(map(str, k))}")
+    explain_params(ctx, weight, bias, lambda: f"{c_in}·({c_out}/{g})·{'·'.join(map(str, k))}")
     rf = ctx.rf
     new_rf = tuple(rf_transposed(rf[a], k[a], s[a], p[a], d[a]) for a in range(len(rf)))
     return Out((c_out, *outs), new_rf, weight, bias, 0, macs, regime="bound")
@@ -157,6 +179,8 @@ def solve_padding(ctx: Ctx, layer: Any, shape: tuple[int, ...]):
 
 def _check_groups(ctx: Ctx, layer: Any, c_in: int) -> None:
     g = layer.groups
+    if g == 1:  # divides everything
+        return
     for field_name, value in (("in_channels", c_in), ("out_channels", layer.out_channels)):
         if value % g:
             ctx.error(
@@ -183,8 +207,10 @@ _UNIT = {"L": "position", "D": "slice", "H": "row", "W": "column"}
 
 
 def warn_unseen(ctx: Ctx, size, k, s, pads, d, outs) -> None:
-    names = axis_names(len(size))
     lost = [unseen(size[a], k[a], s[a], *pads[a], d[a], outs[a]) for a in range(len(size))]
+    if not any(lost):
+        return
+    names = axis_names(len(size))
     parts = [
         f"the last {n} {_UNIT.get(names[a], 'unit')}{'s' if n > 1 else ''}" for a, n in enumerate(lost) if n
     ]
@@ -197,19 +223,15 @@ def warn_unseen(ctx: Ctx, size, k, s, pads, d, outs) -> None:
         )
 
 
-def _explain_sharing(ctx: Ctx, shape_in, shape_out, params: int) -> None:
+def _sharing_line(shape_in, shape_out, params: int) -> str:
     """What a fully connected layer between the same input and output would cost."""
-
-    def line() -> str:
-        n_in, n_out = numel(shape_in), numel(shape_out)
-        dense = n_in * n_out + n_out
-        ratio = dense / params if params else float("inf")
-        return (
-            f"a Linear from {fmt_shape(shape_in)} to {fmt_shape(shape_out)} would need "
-            f"{n_in:,}·{n_out:,} + {n_out:,} = {dense:,} params ({ratio:,.0f}× more: weight sharing)"
-        )
-
-    ctx.note(line)
+    n_in, n_out = numel(shape_in), numel(shape_out)
+    dense = n_in * n_out + n_out
+    ratio = dense / params if params else float("inf")
+    return (
+        f"a Linear from {fmt_shape(shape_in)} to {fmt_shape(shape_out)} would need "
+        f"{n_in:,}·{n_out:,} + {n_out:,} = {dense:,} params ({ratio:,.0f}× more: weight sharing)"
+    )
 
 
 def summary(layer: Any, inferred: dict) -> str:
