@@ -663,7 +663,12 @@ def _verdict(report: CheckReport) -> str:
     if report.ok:
         return (
             f"All {len(report.comparisons):,} comparisons agree: shapes, params, buffers, MACs, "
-            "receptive fields, torchinfo."
+            "receptive fields, torchinfo"
+            + (
+                ", training memory."
+                if any(c.quantity.startswith("saved") for c in report.comparisons)
+                else "."
+            )  # fmt: skip
         )
     lines = [f"{len(report.mismatches)} mismatch{'es' if len(report.mismatches) > 1 else ''}:"]
     lines += [f"  ✗ {c}" for c in report.mismatches]

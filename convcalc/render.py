@@ -67,16 +67,64 @@ def input_names(analysis: Analysis, row: LayerResult) -> list[str]:
     return ["input" if i == NETWORK_INPUT else analysis.rows[i].name for i in row.inputs]
 
 
-def table_rows(analysis: Analysis, depth: int | None = None) -> list[TableRow]:
-    """The table's lines; with ``depth``, every block or group nested deeper than ``depth``
-    levels is one line: its path, kind, output, summed params and MACs, and the receptive
-    field of its output."""
+@dataclass(frozen=True)
+class Fold:
+    """A layer, or (with ``depth``) a block or group nested deeper than ``depth`` levels folded
+    into one: what the table's lines and ``convcalc draw``'s boxes show."""
+
+    rows: tuple[LayerResult, ...]  # the layers inside, in order (one, for a layer)
+    key: tuple[str, ...] | None  # the folded group's path; None for a single layer
+    kind: str  # the layer's type, or the group's kind (a block's name, ``Sequential``)
+    reads: int  # a folded group: the row it reads (NETWORK_INPUT: the network input)
+    result: LayerResult  # the row whose output is its output
+
+    @property
+    def name(self) -> str:
+        return self.result.name if self.key is None else ".".join(self.key)
+
+    @property
+    def done(self) -> bool:
+        return all(r.output_shape is not None for r in self.rows)
+
+    @property
+    def params(self) -> int:
+        return sum(r.params for r in self.rows)
+
+    @property
+    def macs(self) -> int:
+        return sum(r.macs for r in self.rows)
+
+
+def fold(analysis: Analysis, depth: int | None = None) -> list[Fold]:
+    """The rows, with every block or group nested deeper than ``depth`` levels as one ``Fold``
+    (in row order: a group sits where its first layer is)."""
     kinds = {group.path: group.kind for group in analysis.groups}
-    out: list[TableRow] = []
+    out: list[Fold] = []
     folded: set[tuple[str, ...]] = set()
     for row in analysis.rows:
         path = row.path or (row.name,)
         if depth is None or len(path) <= depth:
+            out.append(Fold((row,), None, row.type, row.inputs[0] if row.inputs else NETWORK_INPUT, row))
+            continue
+        key = path[:depth]
+        if key in folded:
+            continue
+        folded.add(key)
+        inside = tuple(r for r in analysis.rows if (r.path or (r.name,))[:depth] == key)
+        first_in, last = analysis.bounds.get(key, (inside[0].inputs[0], inside[-1].index))
+        result = analysis.rows[last] if last != NETWORK_INPUT else inside[-1]
+        out.append(Fold(inside, key, kinds.get(key, "Sequential"), first_in, result))
+    return out
+
+
+def table_rows(analysis: Analysis, depth: int | None = None) -> list[TableRow]:
+    """The table's lines; with ``depth``, every block or group nested deeper than ``depth``
+    levels is one line: its path, kind, output, summed params and MACs, and the receptive
+    field of its output."""
+    out: list[TableRow] = []
+    for unit in fold(analysis, depth):
+        row = unit.result
+        if unit.key is None:
             rf, jump = rf_text(row)
             done = row.output_shape is not None
             out.append(TableRow(
@@ -86,15 +134,8 @@ def table_rows(analysis: Analysis, depth: int | None = None) -> list[TableRow]:
                 rf, jump, "red" if row.errors else ("yellow" if row.warnings else None),
             ))  # fmt: skip
             continue
-        key = path[:depth]
-        if key in folded:
-            continue
-        folded.add(key)
-        inside = [r for r in analysis.rows if (r.path or (r.name,))[:depth] == key]
-        first_in, last = analysis.bounds.get(key, (inside[0].inputs[0], inside[-1].index))
-        result = analysis.rows[last] if last != NETWORK_INPUT else inside[-1]
-        rf, jump = rf_text(result)
-        done = all(r.output_shape is not None for r in inside)
+        inside, first_in = unit.rows, unit.reads
+        rf, jump = rf_text(row)
         reads = (
             ""
             if first_in == inside[0].index - 1
@@ -104,9 +145,9 @@ def table_rows(analysis: Analysis, depth: int | None = None) -> list[TableRow]:
         )
         errors, warnings = any(r.errors for r in inside), any(r.warnings for r in inside)
         out.append(TableRow(
-            f"{inside[0].index}–{inside[-1].index}", ".".join(key), kinds.get(key, "Sequential"),
-            f"{len(inside)} layers", reads, fmt_shape(result.output_shape),
-            _count(sum(r.params for r in inside), done), _count(sum(r.macs for r in inside), done),
+            f"{inside[0].index}–{inside[-1].index}", unit.name, unit.kind,
+            f"{len(inside)} layers", reads, fmt_shape(row.output_shape),
+            _count(unit.params, unit.done), _count(unit.macs, unit.done),
             rf, jump, "red" if errors else ("yellow" if warnings else None),
         ))  # fmt: skip
     return out
@@ -163,7 +204,8 @@ def totals_text(analysis: Analysis) -> Text:
         f"Trainable params:   {analysis.trainable_params:,}",
         f"MACs per sample:    {analysis.total_macs:,} ({human_count(analysis.total_macs)}); "
         f"FLOPs = 2·MACs = {analysis.total_flops:,}",
-        f"Activation memory:  {human_bytes(analysis.total_memory_bytes)} per sample (forward, float32)",
+        f"Output memory:      {human_bytes(analysis.total_memory_bytes)} per sample (every layer's output, "
+        "float32; what training keeps: convcalc memory)",
     ]
     return Text("\n".join(lines))
 
