@@ -14,6 +14,12 @@ Data (no full MNIST training images exist here):
 
   python bench/bench_train.py compare --data fashion [--baseline-epochs 20] [--threads N] [--limit N]
   python bench/bench_train.py sweep --data fashion --epochs 6,8 --batch-size 128,256 --lr 2e-3,3e-3
+  python bench/bench_train.py peak --data mnist8k [--threads N] [--amp bf16] [--batch-size 128,256]
+
+``peak``: training images per second (training steps only, no evaluation) of the seed's recipe
+and of ours, against the machine's measured float32 matrix-multiply rate: LeNet's forward and
+backward cost about 3 × 2 × its MACs = 1.7 MFLOP an image (the engine's MAC count), so
+images/s × FLOP/image ÷ matmul FLOP/s is the fraction of the machine's peak a recipe reaches.
 """
 
 from __future__ import annotations
@@ -167,11 +173,71 @@ def sweep(args, workdir: Path) -> None:
                           f"{min(finals):7.4f} {sum(seconds) / len(seconds):8.1f}", flush=True)  # fmt: skip
 
 
+def matmul_flops(n: int = 1024, repeats: int = 20) -> float:
+    """The best float32 ``n``×``n`` matrix-multiply rate of this process (2n³ FLOP per product)."""
+    a, b = torch.randn(n, n), torch.randn(n, n)
+    for _ in range(3):
+        torch.mm(a, b)  # warm-up: oneDNN's kernels and the caches
+    best = float("inf")
+    for _ in range(repeats):
+        start = time.perf_counter()
+        torch.mm(a, b)
+        best = min(best, time.perf_counter() - start)
+    return 2 * n**3 / best
+
+
+def baseline_images_per_second(dataset: str, folder: str, epochs: int = 2) -> float:
+    """The seed's recipe's training steps only (its DataLoader included): images per second."""
+    ds = data.load(dataset, folder, download=False)
+    torch.manual_seed(0)
+    model = build_model(load_spec(ROOT / "specs" / "lenet.yaml"))
+    optimizer = torch.optim.Adam(model.parameters(), lr=1e-3)
+    loader = torch.utils.data.DataLoader(
+        PerSample(ds.train_images, ds.train_labels), batch_size=64, shuffle=True
+    )
+    start, seen = time.perf_counter(), 0
+    for _ in range(epochs):
+        for images, labels in loader:
+            optimizer.zero_grad()
+            F.cross_entropy(model(images), labels).backward()
+            optimizer.step()
+            seen += len(labels)
+    return seen / (time.perf_counter() - start)
+
+
+def peak(args, workdir: Path) -> None:
+    from convcalc.engine import analyze
+
+    dataset, folder = prepare(args.data, workdir)
+    flop_per_image = 6 * analyze(load_spec(ROOT / "specs" / "lenet.yaml")).total_macs
+    machine = matmul_flops()
+    print(f"data: {args.data}; torch {torch.__version__}, {torch.get_num_threads()} threads, "
+          f"load average {os.getloadavg()[0]:.2f}")  # fmt: skip
+    print(f"matmul peak (float32 1024×1024): {machine / 1e9:.1f} GFLOP/s; "
+          f"LeNet forward+backward: {flop_per_image / 1e6:.2f} MFLOP/image")  # fmt: skip
+    rows = [("seed's recipe (DataLoader, batch 64)", baseline_images_per_second(dataset, folder))]
+    for batch in map(int, args.batch_size.split(",")):
+        for channels_last in (True, False):
+            config = TrainConfig(epochs=2, batch_size=batch, amp=args.amp, channels_last=channels_last)
+            records = ours(dataset, folder, config, str(workdir / "peak.pt"), verbose=False)
+            speed = max(r["images_per_second"] for r in records)
+            layout = "NHWC" if channels_last else "NCHW"
+            rows.append(
+                (f"convcalc train, batch {batch}, {layout}{', ' + args.amp if args.amp else ''}", speed)
+            )
+    base = rows[0][1]
+    print(f"{'recipe':44} {'images/s':>9} {'of peak':>8} {'vs seed':>8}")
+    for name, speed in rows:
+        print(f"{name:44} {speed:9,.0f} {speed * flop_per_image / machine:8.1%} {speed / base:7.2f}x")
+    print(json.dumps({"matmul_flops": machine, "flop_per_image": flop_per_image,
+                      "rows": [{"recipe": n, "images_per_second": v} for n, v in rows]}))  # fmt: skip
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
-    parser.add_argument("mode", choices=("compare", "sweep"))
+    parser.add_argument("mode", choices=("compare", "sweep", "peak"))
     parser.add_argument("--data", choices=("fashion", "mnist8k"), default="fashion")
     parser.add_argument("--threads", type=int, help="torch threads for both (default: torch's)")
     parser.add_argument("--baseline-epochs", type=int, default=20)
@@ -181,11 +247,12 @@ def main() -> None:
     parser.add_argument("--batch-size", default="128")
     parser.add_argument("--lr", default="3e-3")
     parser.add_argument("--seeds", default="0")
+    parser.add_argument("--amp", choices=("bf16", "fp16"), help="peak: our runs under autocast")
     args = parser.parse_args()
     if args.threads:
         torch.set_num_threads(args.threads)
     with tempfile.TemporaryDirectory() as tmp:
-        (compare if args.mode == "compare" else sweep)(args, Path(tmp))
+        {"compare": compare, "sweep": sweep, "peak": peak}[args.mode](args, Path(tmp))
 
 
 if __name__ == "__main__":

@@ -1,11 +1,13 @@
-"""Image-classification data sets in the IDX format: reading, finding, downloading, verifying.
+"""Image-classification data sets: reading, finding, downloading, verifying.
 
 MNIST, Fashion-MNIST and KMNIST ship as four IDX files each (LeCun et al.'s format: a 4-byte
 magic ``00 00 <type> <ndim>``, ``ndim`` big-endian uint32 sizes, then the values row-major),
 usually gzipped. ``read_idx`` checks every one of those facts; a file that breaks one gets a
-``DataError`` naming the file, never a crash or silent garbage.
+``DataError`` naming the file, never a crash or silent garbage. CIFAR-10 ships as one archive,
+``cifar-10-python.tar.gz``, of pickled batches (``read_cifar``); it is read from the archive
+itself, never unpacked, so a folder holds either the whole verified archive or nothing.
 
-Where files are looked for, in order (the first folder holding all four files wins):
+Where files are looked for, in order (the first folder holding all of a data set's files wins):
 
 1. ``data_dir`` (``--data-dir DIR``): the data set's folder itself;
 2. ``$CONVCALC_DATA/<dataset>``: ``CONVCALC_DATA`` is a parent with one folder per data set;
@@ -22,8 +24,11 @@ from __future__ import annotations
 import gzip
 import hashlib
 import http.client
+import io
 import math
 import os
+import pickle
+import tarfile
 import tempfile
 import urllib.error
 import urllib.request
@@ -167,21 +172,31 @@ def _atomic_write(path: Path, data: bytes) -> None:
 TRAIN_IMAGES, TRAIN_LABELS = "train-images-idx3-ubyte", "train-labels-idx1-ubyte"
 TEST_IMAGES, TEST_LABELS = "t10k-images-idx3-ubyte", "t10k-labels-idx1-ubyte"
 FILES = (TRAIN_IMAGES, TRAIN_LABELS, TEST_IMAGES, TEST_LABELS)
+CIFAR_ARCHIVE = "cifar-10-python.tar.gz"
+# the members of the archive: five training batches of 10,000 images and the test batch
+CIFAR_TRAIN = tuple(f"cifar-10-batches-py/data_batch_{i}" for i in range(1, 6))
+CIFAR_TEST = "cifar-10-batches-py/test_batch"
 
 
 @dataclass(frozen=True)
 class DatasetInfo:
-    """One data set: where to get its four files and what they hold."""
+    """One data set: where to get its files and what they hold."""
 
     name: str
     title: str
     homepage: str
-    mirrors: tuple[str, ...]  # base URLs, tried in order; a file's URL is mirror + "<file>.gz"
-    md5: dict[str, str]  # "<file>.gz" -> the published MD5 of the gzipped file
+    mirrors: tuple[str, ...]  # base URLs, tried in order; a file's URL is mirror + remote(file)
+    md5: dict[str, str]  # remote(file) -> the published MD5 of the downloaded file
     classes: tuple[str, ...]
     sizes: dict[str, int]  # file -> number of examples
     input_shape: tuple[int, int, int] = (1, 28, 28)  # C×H×W of one image
     system_dirs: tuple[str, ...] = field(default=())  # found without being told (OS packages)
+    files: tuple[str, ...] = FILES  # what a complete folder holds (IDX files: raw or .gz)
+    format: str = "idx"  # "idx": four IDX files, fetched gzipped | "cifar": one python-version archive
+
+    def remote(self, file: str) -> str:
+        """The name ``file`` is downloaded as (and verified under): IDX files come gzipped."""
+        return f"{file}.gz" if self.format == "idx" else file
 
 
 # Mirrors and MD5s as published by the data sets' authors (and used by torchvision.datasets).
@@ -240,6 +255,29 @@ DATASETS: dict[str, DatasetInfo] = {
         classes=("o", "ki", "su", "tsu", "na", "ha", "ma", "ya", "re", "wo"),
         sizes={TRAIN_IMAGES: 60000, TRAIN_LABELS: 60000, TEST_IMAGES: 10000, TEST_LABELS: 10000},
     ),
+    "cifar10": DatasetInfo(
+        name="cifar10",
+        title="CIFAR-10 (32×32 colour photos, 10 classes)",
+        homepage="https://www.cs.toronto.edu/~kriz/cifar.html",
+        mirrors=("https://www.cs.toronto.edu/~kriz/",),
+        md5={CIFAR_ARCHIVE: "c58f30108f718f92721af3b95e74349a"},
+        classes=(
+            "airplane",
+            "automobile",
+            "bird",
+            "cat",
+            "deer",
+            "dog",
+            "frog",
+            "horse",
+            "ship",
+            "truck",
+        ),
+        sizes={CIFAR_ARCHIVE: 60000},
+        input_shape=(3, 32, 32),
+        files=(CIFAR_ARCHIVE,),
+        format="cifar",
+    ),
 }
 
 
@@ -281,15 +319,22 @@ def download_dir(name: str, data_dir: str | os.PathLike | None = None) -> Path:
 def find_file(folder: Path, file: str) -> Path | None:
     """``folder/file`` or ``folder/file.gz``, whichever exists (the raw file first)."""
     for candidate in (folder / file, folder / f"{file}.gz"):
-        if candidate.is_file():
-            return candidate
+        try:
+            if candidate.is_file():
+                return candidate
+        except OSError as error:  # e.g. a folder name longer than the file system allows
+            raise DataError(
+                f"{folder}: cannot look in this folder ({error.strerror or error}); fix: give --data-dir "
+                "(or CONVCALC_DATA) a folder that exists and can be read"
+            ) from None
     return None
 
 
 def locate(name: str, data_dir: str | os.PathLike | None = None) -> dict[str, Path] | None:
-    """The four files of ``name`` from the first folder that holds all of them, or None."""
+    """The files of ``name`` from the first folder that holds all of them, or None."""
+    files = dataset_info(name).files
     for folder in search_dirs(name, data_dir):
-        found = {file: find_file(folder, file) for file in FILES}
+        found = {file: find_file(folder, file) for file in files}
         if all(found.values()):
             return found  # type: ignore[return-value]
     return None
@@ -300,7 +345,8 @@ def missing_message(name: str, data_dir: str | os.PathLike | None = None, reason
     info = dataset_info(name)
     dirs = search_dirs(name, data_dir)
     target = dirs[0]
-    missing = [f"{file}(.gz)" for file in FILES if find_file(target, file) is None]
+    suffix = "(.gz)" if info.format == "idx" else ""
+    missing = [f"{file}{suffix}" for file in info.files if find_file(target, file) is None]
     lines = [
         f"{info.title} ({name}) not found: missing {', '.join(missing)}",
         "looked in: " + "; ".join(str(d) for d in dirs),
@@ -310,13 +356,21 @@ def missing_message(name: str, data_dir: str | os.PathLike | None = None, reason
     lines += [
         "to provide them, either:",
         f"  - run `convcalc data fetch {name}` where the internet is reachable (downloads into {target}), or",
-        f"  - copy the four files (raw or .gz, from {info.homepage}) into {target}, or",
+        f"  - copy {_what_to_copy(info)}{info.homepage}) into {target}, or",
         f"  - pass --data-dir DIR (the folder holding the files) or set CONVCALC_DATA=DIR (with a {name}/ "
         "folder inside)",
     ]
     if name == "fashion-mnist":
         lines.append("  - on Debian/Ubuntu: apt-get install dataset-fashion-mnist")
     return "\n".join(lines)
+
+
+def _what_to_copy(info: DatasetInfo) -> str:
+    return (
+        "the four files (raw or .gz, from "
+        if info.format == "idx"
+        else f"{info.files[0]} (as downloaded from "
+    )
 
 
 # --------------------------------------------------------------------------------------------
@@ -414,13 +468,16 @@ def fetch(
         return found
     target = download_dir(name, data_dir)
     bases = list(mirrors) if mirrors else list(info.mirrors)
-    for file in FILES:
+    for file in info.files:
         if find_file(target, file) is not None:
             continue
-        gz = f"{file}.gz"
+        remote = info.remote(file)
         try:
             download_file(
-                [base.rstrip("/") + "/" + gz for base in bases], target / gz, info.md5[gz], progress
+                [base.rstrip("/") + "/" + remote for base in bases],
+                target / remote,
+                info.md5[remote],
+                progress,
             )
         except DataError as error:
             raise DataError(missing_message(name, data_dir, reason=str(error))) from None
@@ -428,16 +485,88 @@ def fetch(
             raise DataError(
                 f"cannot write into {target} ({error.strerror or error}); pass --data-dir DIR"
             ) from None
-    return {file: find_file(target, file) for file in FILES}  # type: ignore[misc]
+    return {file: find_file(target, file) for file in info.files}  # type: ignore[misc]
 
 
 # --------------------------------------------------------------------------------------------
 # Loading
 
 
+# --------------------------------------------------------------------------------------------
+# CIFAR-10's python-version archive
+
+# What a CIFAR batch may name when unpickled: numpy's array reconstruction, nothing else, so a
+# tampered archive in a --data-dir cannot run code (plain pickle.load would run anything).
+_CIFAR_GLOBALS = {
+    ("numpy.core.multiarray", "_reconstruct"),
+    ("numpy._core.multiarray", "_reconstruct"),
+    ("numpy", "ndarray"),
+    ("numpy", "dtype"),
+    ("_codecs", "encode"),  # how protocol-2 pickles store bytes
+}
+
+
+class _BatchUnpickler(pickle.Unpickler):
+    def find_class(self, module: str, name: str):
+        if (module, name) not in _CIFAR_GLOBALS:
+            raise pickle.UnpicklingError(f"refusing to load {module}.{name}")
+        return super().find_class(module, name)
+
+
+def _cifar_batch(archive: tarfile.TarFile, path: Path, member: str) -> tuple[torch.Tensor, torch.Tensor]:
+    """One batch of the archive: uint8 images ``(N, 3, 32, 32)`` and int64 labels ``(N,)``.
+
+    A batch is a pickled dict (Python 2's, hence ``encoding="bytes"``): ``b"data"`` an N×3072
+    uint8 array, each row the 1024 red, then green, then blue values of a 32×32 image row-major;
+    ``b"labels"`` N ints 0-9.
+    """
+    import numpy as np
+
+    try:
+        handle = archive.extractfile(member)
+    except KeyError:
+        raise DataError(f"{path}: no {member} inside; not the CIFAR-10 python-version archive") from None
+    try:
+        batch = _BatchUnpickler(io.BytesIO(handle.read()), encoding="bytes").load()
+        images, labels = np.asarray(batch[b"data"]), np.asarray(batch[b"labels"], dtype=np.int64)
+    except (pickle.UnpicklingError, EOFError, KeyError, TypeError, ValueError, AttributeError) as error:
+        raise DataError(f"{path}: {member} is not a CIFAR batch ({type(error).__name__}: {error})") from None
+    if images.dtype != np.uint8 or images.ndim != 2 or images.shape[1] != 3072 or len(labels) != len(images):
+        raise DataError(
+            f"{path}: {member} holds {images.dtype} data of shape {images.shape} and {len(labels)} labels; "
+            "a CIFAR batch holds N×3072 uint8 values and N labels"
+        )
+    if len(labels) and (labels.min() < 0 or labels.max() > 9):
+        raise DataError(f"{path}: {member} has label {int(labels.max())}; CIFAR-10's are 0 to 9")
+    return torch.from_numpy(images.reshape(-1, 3, 32, 32).copy()), torch.from_numpy(labels)
+
+
+def read_cifar(
+    path: str | os.PathLike,
+) -> tuple[tuple[torch.Tensor, torch.Tensor], tuple[torch.Tensor, torch.Tensor]]:
+    """(train, test) of the CIFAR-10 python-version archive ``path``, each (images, labels)."""
+    path = Path(path)
+    try:
+        with tarfile.open(path, "r:gz") as archive:
+            train = [_cifar_batch(archive, path, member) for member in CIFAR_TRAIN]
+            test = _cifar_batch(archive, path, CIFAR_TEST)
+    except FileNotFoundError:
+        raise DataError(f"{path}: no such file") from None
+    except (tarfile.TarError, EOFError, gzip.BadGzipFile, zlib.error) as error:
+        raise DataError(
+            f"{path}: not a readable .tar.gz ({error or type(error).__name__}); delete it and fetch it again"
+        ) from None
+    except OSError as error:
+        raise DataError(f"{path}: cannot read ({error.strerror or error})") from None
+    images, labels = zip(*train, strict=True)
+    return (torch.cat(images), torch.cat(labels)), test
+
+
 @dataclass(frozen=True)
 class Dataset:
-    """A data set in memory: uint8 images ``(N, H, W)`` and int64 labels ``(N,)``."""
+    """A data set in memory: images ``(N, H, W)`` (one channel, as in IDX files) or
+    ``(N, C, *spatial)``, uint8 (pixels 0-255) or float32 (``.npy`` arrays, taken as they are);
+    int64 labels ``(N,)``."""
 
     name: str
     folder: Path
@@ -460,6 +589,10 @@ def load(
     files = fetch(name, data_dir, progress=progress) if download else locate(name, data_dir)
     if files is None:
         raise DataError(missing_message(name, data_dir))
+    if info.format == "cifar":
+        path = files[CIFAR_ARCHIVE]
+        (train_images, train_labels), (test_images, test_labels) = read_cifar(path)
+        return Dataset(name, path.parent, info.classes, train_images, train_labels, test_images, test_labels)
     splits = []
     for images_file, labels_file in ((TRAIN_IMAGES, TRAIN_LABELS), (TEST_IMAGES, TEST_LABELS)):
         images = read_idx(files[images_file], ndim=3)
@@ -507,22 +640,27 @@ def inspect(name: str, data_dir: str | os.PathLike | None = None) -> tuple[Path,
     files = locate(name, data_dir)
     folder = next(iter(files.values())).parent if files else download_dir(name, data_dir)
     statuses = []
-    for file in FILES:
+    for file in info.files:
         path = find_file(folder, file)
         if path is None:
-            statuses.append(FileStatus(file, None, None, "missing", f"no {file} or {file}.gz"))
+            where = f"no {file} or {file}.gz" if info.format == "idx" else f"no {file}"
+            statuses.append(FileStatus(file, None, None, "missing", where))
             continue
         size = path.stat().st_size
-        if path.suffix == ".gz" and md5sum(path) == info.md5[path.name]:
+        if path.suffix == ".gz" and md5sum(path) == info.md5.get(path.name):
             statuses.append(FileStatus(file, path, size, "ok", "MD5 matches the published checksum"))
             continue
         try:
-            values = read_idx(path, ndim=3 if "images" in file else 1)
+            if info.format == "cifar":
+                (train, _), (test, _) = read_cifar(path)
+                dims = (len(train) + len(test), *train.shape[1:])  # both splits together
+            else:
+                dims = tuple(read_idx(path, ndim=3 if "images" in file else 1).shape)
         except DataError as error:
             statuses.append(FileStatus(file, path, size, "corrupt", str(error)))
             continue
-        shape = "×".join(map(str, values.shape))
-        if len(values) != info.sizes[file]:
+        shape = "×".join(map(str, dims))
+        if dims[0] != info.sizes[file]:
             statuses.append(
                 FileStatus(
                     file,

@@ -191,7 +191,7 @@ def test_spec_must_fit_the_dataset_before_any_data_is_read(tmp_path, network):
         ("lr", -1.0, "learning rate must be a positive"),
         ("optimizer", "rmsprop", "choose one of adam, adamw, sgd"),
         ("schedule", "step", "choose one of onecycle, cosine, constant"),
-        ("dataset", "cifar10", "unknown dataset 'cifar10'"),
+        ("dataset", "imagenet", "unknown dataset 'imagenet'"),  # cifar10 is one since issue 15
         ("limit", 0, "limit must be at least 1"),
     ],
 )
