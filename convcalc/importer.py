@@ -101,8 +101,8 @@ def module_layer(module: nn.Module, path: str) -> dict[str, Any]:
     """``{type: Conv2d, out_channels: 64, ...}``: the spec layer of a ``torch.nn`` module, its
     fields read back from the module; an attribute the spec cannot hold is an error."""
     base = _torch_layer(module)
-    kind = base.__name__ if base is not None else type(module).__name__
-    if base is None or kind not in LAYER_CLASSES:
+    kind = base.__name__ if base is not None else _foreign_layer(module) or type(module).__name__
+    if (base is None and _foreign_layer(module) is None) or kind not in LAYER_CLASSES:
         raise ImportFailed(f"{path} ({type(module).__module__}.{kind}): not a layer convcalc knows; "
                            "fix: write it as layers convcalc has, or out of the traced model")  # fmt: skip
     model = LAYER_CLASSES[kind]
@@ -287,8 +287,23 @@ class _Tracer(fx.Tracer):
 
     def is_leaf_module(self, m: nn.Module, module_qualified_name: str) -> bool:
         """torch.nn's layers, and subclasses of them that keep their forward (torchvision's
-        ``Conv3DSimple`` is an ``nn.Conv3d``), are leaves."""
-        return _torch_layer(m) is not None or super().is_leaf_module(m, module_qualified_name)
+        ``Conv3DSimple`` is an ``nn.Conv3d``), are leaves; so are the modules of other
+        libraries the spec language has (``_FOREIGN``)."""
+        return (
+            _torch_layer(m) is not None
+            or _foreign_layer(m) is not None
+            or super().is_leaf_module(m, module_qualified_name)
+        )
+
+
+# Layers of other libraries that the spec has a type for: (module, class) -> spec type. Their
+# fields are read back by name, as for torch.nn's.
+_FOREIGN = {("torchvision.ops.stochastic_depth", "StochasticDepth"): "StochasticDepth"}
+
+
+def _foreign_layer(module: nn.Module) -> str | None:
+    cls = type(module)
+    return _FOREIGN.get((cls.__module__, cls.__name__))
 
 
 def _torch_layer(module: nn.Module) -> type[nn.Module] | None:
@@ -543,7 +558,14 @@ def import_target(
     target: str, input_shape: tuple[int, ...] | None = None, kwargs: dict[str, Any] | None = None
 ) -> Network:
     """``convcalc import``: the spec's network of the model ``target`` names."""
-    return import_model(build_on_meta(target, kwargs), input_shape, target_name(target))
+    try:
+        model = build_on_meta(target, kwargs)
+    except SystemExit as exit:  # e.g. a script's argparse run at import time: not convcalc's exit
+        raise ImportFailed(
+            f"{target}: its code called sys.exit({exit.code!r}) while being imported or called; fix: put "
+            'the script part of the file under `if __name__ == "__main__":`'
+        ) from None
+    return import_model(model, input_shape, target_name(target))
 
 
 def target_name(target: str) -> str:

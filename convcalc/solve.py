@@ -627,6 +627,11 @@ def _show(value: Any) -> str:
 
 KERNELS = (3, 5, 7)
 MAX_CONVS_PER_STAGE = 3
+# Partial stacks rf_stacks may visit (5,000-15,000 a second, fewer on larger inputs): 224×224
+# questions visit at most some 14,000, 512×512 with --rf 5000 some 38,000; a 10⁶-pixel input
+# ran for minutes without an end in sight. Past the limit the question is refused, not answered
+# partly.
+RF_SEARCH_LIMIT = 100_000
 
 
 @dataclass(frozen=True)
@@ -688,11 +693,23 @@ def rf_stacks(
         raise SolveError(f"--rf {target}: a receptive field is at least 1 pixel", "give --rf 1 or more")
     if channels < 1:
         raise SolveError(f"--channels {channels}: need at least 1 channel", "give --channels 1 or more")
+    if stage_width(3, channels) > MAX_SIZE:  # the widest stage must still be a valid out_channels
+        raise SolveError(
+            f"--channels {channels}: stages widen it 8×, past {MAX_SIZE:,}",
+            f"give --channels up to {MAX_SIZE // 8:,}",
+        )
     if limit < 1:
         raise SolveError(f"--limit {limit}: need at least 1 stack", "give --limit 1 or more")
+    largest = largest_field((h, w))
+    if target > largest:
+        raise SolveError(
+            f"no stack of 3×3, 5×5 or 7×7 convolutions and 2× downsamplings reaches a receptive "
+            f"field of {target} on a {h}×{w} input: the largest is {largest:g}",
+            "ask for a smaller --rf or give a larger --in",
+        )
     best: list[tuple] = []  # a max-heap (negated) of the `limit` smallest drafts so far
     seen: set[tuple] = set()
-    largest = [1.0]
+    visited = [0]
 
     def keep(draft: _Draft) -> None:
         if draft.steps in seen:
@@ -719,13 +736,21 @@ def rf_stacks(
         down: str,
         in_stage: int,
     ) -> None:
-        largest[0] = max(largest[0], rf.size)
-        if rf.size >= target:
+        visited[0] += 1
+        if visited[0] > RF_SEARCH_LIMIT:
+            raise SolveError(
+                f"--rf {target} on a {h}×{w} input: more than {RF_SEARCH_LIMIT:,} partial stacks to "
+                "compare, too many to search",
+                "give a smaller --rf, or a smaller --in (e.g. the size after the stem)",
+            )
+        if rf.size >= target and steps:  # --rf 1: still a stack of one layer, not the bare input
             keep(_Draft(params, len(steps), macs, steps))
             return
         cap = bound()
         if cap is not None and params > cap:
             return  # parameters only grow
+        if _reach(rf, hw, in_stage, down, k) < target:
+            return  # no continuation reaches the target: most branches, for a target near the largest
         width = stage_width(stage, channels)
         if in_stage < MAX_CONVS_PER_STAGE - (down == "stride"):  # one more stride-1 conv
             p, m = _conv_cost(c, width, k, hw)
@@ -766,14 +791,30 @@ def rf_stacks(
     for k in KERNELS:
         for down in ("pool", "stride"):
             grow((), RF(1, 1, 0.0), (h, w), c_in, 0, 0, 0, k, down, 0)
-    if not best:
-        raise SolveError(
-            f"no stack of 3×3, 5×5 or 7×7 convolutions and 2× downsamplings reaches a receptive "
-            f"field of {target} on a {h}×{w} input: the largest is {largest[0]:g}",
-            "ask for a smaller --rf or give a larger --in",
-        )
     drafts = sorted((_Draft(-p, -n, -m, steps) for p, n, m, steps in best))
     return [_stack(draft.steps, input_shape) for draft in drafts]
+
+
+def largest_field(hw: tuple[int, int]) -> float:
+    """The largest receptive field of any stack ``rf_stacks`` builds on an ``hw`` input."""
+    return max(_reach(RF(1, 1, 0.0), hw, 0, down, max(KERNELS)) for down in ("pool", "stride"))
+
+
+def _reach(rf: RF, hw: tuple[int, int], in_stage: int, down: str, k: int) -> float:
+    """The largest field a stack that has reached ``rf`` on an ``hw`` map (``in_stage`` convs
+    into its stage) can still grow to: every stage filled, then downsampled while the map
+    allows. Each conv adds (k - 1) × jump and each downsampling doubles the jump, and how many
+    downsamplings fit depends on the map alone, so no other continuation gets further."""
+    while True:
+        for _ in range(MAX_CONVS_PER_STAGE - (down == "stride") - in_stage):
+            rf = rf_step(rf, k, 1, k // 2)
+        if min(hw) < 2:
+            return rf.size
+        in_stage = 0
+        if down == "pool":
+            rf, hw = rf_step(rf, 2, 2, 0), tuple(pool_out(n, 2, 2, 0, 1, False) for n in hw)
+        else:
+            rf, hw = rf_step(rf, k, 2, k // 2), tuple(conv_out(n, k, 2, k // 2, k // 2, 1) for n in hw)
 
 
 def _conv_cost(c_in: int, c_out: int, k: int, out_hw: tuple[int, int]) -> tuple[int, int]:
