@@ -9,12 +9,9 @@ from __future__ import annotations
 
 import inspect
 import math
-import os
 import re
-import tempfile
 from collections import OrderedDict
 from collections.abc import Sequence
-from pathlib import Path
 from typing import Any
 
 import torch
@@ -23,6 +20,7 @@ from torch import nn
 from convcalc import spec as S
 from convcalc.engine import Analysis, analyze, graph_of
 from convcalc.errors import ConvcalcError
+from convcalc.files import write_atomically  # noqa: F401 (export -o and import -o write with it)
 from convcalc.graph import NETWORK_INPUT, Graph
 
 
@@ -38,7 +36,7 @@ def module_kwargs(layer: S._Layer, inferred: dict[str, int]) -> dict[str, Any]:
     """The constructor arguments of ``torch.nn.<layer.type>``: the spec's fields that the
     constructor takes (not ``type``, ``name`` or other spec-only fields), with what the engine
     inferred filled in."""
-    accepted = inspect.signature(getattr(nn, layer.type).__init__).parameters
+    accepted = inspect.signature(torch_class(layer.type).__init__).parameters
     kwargs = layer.model_dump(exclude={"type", "name"})
     kwargs = {key: tuple(value) if isinstance(value, list) else value  # pairs may come back as lists
               for key, value in kwargs.items() if key in accepted}  # fmt: skip
@@ -80,7 +78,54 @@ class Cat(nn.Module):
         return f"dim={self.dim}"
 
 
+class StochasticDepth(nn.Module):
+    """Drops its whole input per sample (mode "row") or for the whole batch
+    ("batch") with probability p while training, scaling what it keeps by
+    1 / (1 - p); the identity in eval mode. As torchvision.ops.StochasticDepth
+    (Huang et al. 2016), on a residual branch before the sum."""
+
+    def __init__(self, p: float, mode: str = "row") -> None:
+        super().__init__()
+        self.p, self.mode = p, mode
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if not self.training or self.p == 0.0:
+            return x
+        keep = 1.0 - self.p
+        ones = [1] * (x.dim() - 1)
+        size = [x.shape[0], *ones] if self.mode == "row" else [1, *ones]
+        noise = torch.empty(size, dtype=x.dtype, device=x.device).bernoulli_(keep)
+        if keep > 0.0:
+            noise.div_(keep)
+        return x * noise
+
+    def extra_repr(self) -> str:
+        return f"p={self.p}, mode={self.mode!r}"
+
+
 _MERGES: dict[str, type[nn.Module]] = {"Add": Add, "Mul": Mul, "Cat": Cat}
+# Spec types that are not torch.nn classes: built from this module, their source exported
+OWN_LAYERS: dict[str, type[nn.Module]] = {"StochasticDepth": StochasticDepth}
+
+
+def torch_class(type_name: str) -> type[nn.Module]:
+    """The module class a spec type builds: ``torch.nn.<type>``, or one of ``OWN_LAYERS``."""
+    return OWN_LAYERS.get(type_name) or getattr(nn, type_name)
+
+
+def constructor_name(type_name: str) -> str:
+    """How exported source calls it: ``nn.Conv2d``, or ``StochasticDepth`` (defined in the file)."""
+    return type_name if type_name in OWN_LAYERS else f"nn.{type_name}"
+
+
+def own_layer_sources(analysis: Analysis) -> list[str]:
+    """The classes of ``OWN_LAYERS`` the network uses, as source lines for an exported file
+    (the very code the built model runs)."""
+    lines: list[str] = []
+    for name, cls in OWN_LAYERS.items():
+        if any(row.type == name for row in analysis.rows):
+            lines += ["", "", *inspect.getsource(cls).rstrip("\n").split("\n")]
+    return lines
 
 
 class GraphModule(nn.Module):
@@ -137,7 +182,7 @@ def build_model(network: S.Network, initialize: bool = True) -> nn.Module:
 def _module(row: Any, initialize: bool) -> nn.Module:
     if row.type in _MERGES:
         return _MERGES[row.type](row.layer.dim) if row.type == "Cat" else _MERGES[row.type]()
-    cls = getattr(nn, row.type)
+    cls = torch_class(row.type)
     kwargs = module_kwargs(row.layer, row.inferred)
     if not initialize and "device" in inspect.signature(cls.__init__).parameters:
         return cls(**kwargs, device="meta")
@@ -246,6 +291,7 @@ def export_source(network: S.Network) -> str:
     forward = [f"        x = self.{row.name}(x)  # {_batch_shape(row.output_shape)}" for row in analysis.rows]
     lines = [
         *source_header(network, analysis),
+        *own_layer_sources(analysis),
         "",
         "",
         f"class {cls}(nn.Module):",
@@ -294,7 +340,7 @@ def _init_lines(row, analysis: Analysis) -> list[str]:
     when it does not fit in 88 columns."""
     cls, args = _constructor(row, analysis)
     comment = f"  # {row.params:,} params" if row.params else ""
-    head = f"        self.{row.name} = nn.{cls}("
+    head = f"        self.{row.name} = {constructor_name(cls)}("
     line = head + ", ".join(args) + ")" + comment
     if len(line) <= _WIDTH:
         return [line]
@@ -321,7 +367,7 @@ def _constructor_values(row, every: bool = False) -> list[Any]:
     """The constructor's arguments as (name, value): the sizes first (``_POSITIONAL``), then,
     in torch's order, every one that differs from torch's default; ``every``: all of them, as
     (name, value, default) (``inspect.Parameter.empty`` where there is none)."""
-    cls = getattr(nn, row.type)
+    cls = torch_class(row.type)
     kwargs = module_kwargs(row.layer, row.inferred)
     parameters = inspect.signature(cls.__init__).parameters
     defaults = {name: p.default for name, p in parameters.items() if p.default is not inspect.Parameter.empty}
@@ -359,35 +405,3 @@ def _size_literal(row, analysis: Analysis, name: str, value: int) -> str:
             if shape != before.output_shape:
                 break
     return str(value)
-
-
-def write_atomically(path: str | Path, text: str) -> None:
-    """Write ``text`` to ``path`` through a temporary file in the same folder and ``os.replace``,
-    so a failure never leaves a half-written file; errors name the path and the fix."""
-    path = Path(path)
-    folder = path.parent
-    try:
-        is_dir, folder_ok = path.is_dir(), folder.is_dir()
-    except OSError as error:  # e.g. a file name longer than the file system allows
-        raise ConvcalcError(
-            f"{path}: cannot use this path ({error.strerror}); fix: choose a shorter path"
-        ) from None
-    if is_dir:
-        raise ConvcalcError(f"{path}: is a folder; fix: give a file name, e.g. {path / 'model.py'}")
-    if not folder_ok:
-        raise ConvcalcError(
-            f"{path}: the folder {folder} does not exist; fix: create it or choose another path"
-        )
-    try:
-        fd, temp = tempfile.mkstemp(dir=folder, prefix=f".{path.name}.", suffix=".tmp")
-    except OSError as error:
-        raise ConvcalcError(
-            f"{path}: cannot write in {folder} ({error.strerror}); fix: choose another path"
-        ) from None
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as file:
-            file.write(text)
-        os.replace(temp, path)
-    except OSError as error:
-        Path(temp).unlink(missing_ok=True)
-        raise ConvcalcError(f"{path}: cannot write ({error.strerror}); fix: choose another path") from None

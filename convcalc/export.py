@@ -27,7 +27,9 @@ from convcalc.build import (
     _constructor_values,
     _size_literal,
     class_name,
+    constructor_name,
     doc_safe,
+    own_layer_sources,
     source_header,
 )
 from convcalc.engine import Analysis, LayerResult
@@ -203,7 +205,7 @@ class Exporter:
                 _size_literal(row, self.analysis, name, value) if name in positional else _literal(value)
             )
             args.append(Slot(None if name in positional else name, value, literal, default))
-        return Call(f"nn.{row.type}", args)
+        return Call(constructor_name(row.type), args)
 
     def structure(self, item: Any) -> Any:
         """What must be equal for two uses to share a class: everything but the slot values."""
@@ -377,7 +379,7 @@ def graph_source(network: Any, analysis: Analysis) -> str:
         "OrderedDict" in flat(item) for d in exporter.classes.values() for _, item in exporter.body(d.uses[0])
     )
     shape_in, shape_out = _batch_shape(analysis.input_shape), _batch_shape(analysis.output_shape)
-    lines = source_header(network, analysis, uses_ordered)
+    lines = source_header(network, analysis, uses_ordered) + own_layer_sources(analysis)
     for definition in exporter.classes.values():
         lines += ["", "", *exporter.class_source(definition)]
     lines += [

@@ -267,6 +267,12 @@ _MODELS += [
     _simple("Dropout", "torch.nn.Dropout.", p=(Probability, _P)),
     _simple("AlphaDropout", "torch.nn.AlphaDropout (for SELU networks).", p=(Probability, _P)),
     _simple("FeatureAlphaDropout", "torch.nn.FeatureAlphaDropout.", p=(Probability, _P)),
+    _simple("StochasticDepth", "torchvision.ops.StochasticDepth (Huang et al. 2016, 'Deep Networks with "
+            "Stochastic Depth'): while training, zeroes its whole input per sample (mode row) or per "
+            "batch with probability p and scales what it keeps by 1/(1-p); the identity in eval mode. "
+            "Put on a residual branch before the Add.",
+            p=(Probability, Field(description="Probability of dropping the input (the branch).")),
+            mode=(Literal["row", "batch"], Field("row", description="row: per sample; batch: all at once."))),
     _simple("Flatten", "torch.nn.Flatten.",
             start_dim=(Dim, Field(1, description="First dim to flatten, counting the batch dim as 0.")),
             end_dim=(Dim, Field(-1, description="Last dim to flatten (negative counts from the end)."))),

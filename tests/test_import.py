@@ -8,6 +8,7 @@ are one-line errors.
 
 from __future__ import annotations
 
+import importlib
 import textwrap
 
 import pytest
@@ -21,8 +22,10 @@ from convcalc.importer import ImportFailed, import_model, import_target
 from convcalc.spec import parse_spec
 from tests.conftest import run_cli, torchvision_models
 
-SMALL = ["resnet18", "mobilenet_v2", "squeezenet1_1", "alexnet", "mnasnet0_5", "mobilenet_v3_small"]
-LARGE = ["resnet50", "vgg16_bn", "resnext50_32x4d", "wide_resnet50_2", "mobilenet_v3_large"]
+SMALL = ["resnet18", "mobilenet_v2", "squeezenet1_1", "alexnet", "mnasnet0_5", "mobilenet_v3_small",
+         "efficientnet_b0"]  # fmt: skip
+LARGE = ["resnet50", "vgg16_bn", "resnext50_32x4d", "wide_resnet50_2", "mobilenet_v3_large",
+         "efficientnet_v2_s"]  # fmt: skip
 
 NET = """
 import torch
@@ -115,6 +118,31 @@ def test_torchvision_models_import_exactly(name):
 @pytest.mark.parametrize("name", LARGE)
 def test_large_torchvision_models_import_exactly(name):
     same_as_torchvision(name, outputs=False)
+
+
+@pytest.mark.parametrize("mode", ["row", "batch"])
+@pytest.mark.parametrize("p", [0.0, 0.3, 1.0])
+def test_stochastic_depth_is_torchvisions(p, mode):
+    """The spec's StochasticDepth (EfficientNet's, on the residual branch) draws and scales as
+    torchvision.ops.StochasticDepth when training, and is the identity in eval mode."""
+    from convcalc.build import StochasticDepth
+
+    torchvision_models()
+    ops = importlib.import_module("torchvision.ops")
+    x = torch.randn(16, 3, 4, 4)
+    ours, theirs = StochasticDepth(p, mode).train(), ops.StochasticDepth(p, mode).train()
+    for seed in range(3):
+        torch.manual_seed(seed)
+        mine = ours(x)
+        torch.manual_seed(seed)
+        assert torch.equal(mine, theirs(x))
+    assert ours.eval()(x) is x
+
+
+def test_efficientnet_imports_with_stochastic_depth_layers():
+    network = import_model(torchvision("efficientnet_b0"), (3, 224, 224), "efficientnet_b0")
+    assert any(row.type == "StochasticDepth" for row in analyze(network).rows)
+    assert analyze(network).rows[-1].output_shape == (1000,)
 
 
 @pytest.mark.slow

@@ -9,7 +9,7 @@ from convcalc.layers.base import Ctx, Family, Out, fmt_shape, register, rf_along
 POINTWISE = (
     "ReLU", "ReLU6", "LeakyReLU", "ELU", "SELU", "CELU", "GELU", "SiLU", "Mish", "Hardswish",
     "Hardsigmoid", "Hardtanh", "Tanh", "Sigmoid", "Softplus", "Softsign", "Tanhshrink", "Identity",
-    "Dropout", "AlphaDropout",
+    "Dropout", "AlphaDropout", "StochasticDepth",
 )  # fmt: skip
 CHANNEL_DROPOUT = {"Dropout1d": 1, "Dropout2d": 2, "Dropout3d": 3, "FeatureAlphaDropout": None}
 

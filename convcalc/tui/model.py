@@ -54,6 +54,7 @@ STARTER_FIELDS: dict[str, dict[str, Any]] = {
     "PixelShuffle": {"upscale_factor": 2},
     "PixelUnshuffle": {"downscale_factor": 2},
     "Upsample": {"scale_factor": 2.0},
+    "StochasticDepth": {"p": 0.2},
 }
 
 _PAIR_TEXT = re.compile(r"^\s*(\d+)\s*(?:[x×,]|\s)\s*(\d+)\s*$")
