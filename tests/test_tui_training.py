@@ -15,6 +15,7 @@ from textual.widgets import Input, ProgressBar, Select, Static  # noqa: E402
 from convcalc import data, train  # noqa: E402
 from convcalc.spec import load_spec  # noqa: E402
 from convcalc.tui.app import ConvcalcApp  # noqa: E402
+from convcalc.tui.dialogs import UnsavedDialog  # noqa: E402
 from convcalc.tui.training import TrainingScreen  # noqa: E402
 from tests.conftest import SPECS  # noqa: E402
 from tests.test_tui import SIZE, pilot_test  # noqa: E402
@@ -169,6 +170,9 @@ async def test_bad_settings_and_unfit_specs_are_reported(digits, tmp_path):
         screen = app.screen
         fill(screen, data_dir=str(digits), out=str(tmp_path / "y.pt"))
         await pilot.click("#start")
+        await pilot.pause()
+        assert isinstance(app.screen, UnsavedDialog)  # the edited spec is not saved: asked first
+        await pilot.click("#discard")  # train without saving
         error = screen.query_one("#train-error", Static)
         await wait_for(pilot, lambda: error.display and not screen.running)
         assert "set `input: [1, 28, 28]` in the spec" in str(error.visual)

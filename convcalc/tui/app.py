@@ -2,22 +2,31 @@
 
 from __future__ import annotations
 
+from functools import partial
 from pathlib import Path
 
-from textual.app import App
+from textual.app import App, SystemCommand
 
-from convcalc.spec import Network, load_spec
+from convcalc.errors import ConvcalcError
+from convcalc.spec import LAYER_CLASSES, Network, load_spec
 from convcalc.tui import model
 from convcalc.tui.designer import DesignerScreen
 
 
 def open_spec(path: str | Path | None) -> tuple[Network, Path | None]:
     """The network to start with: the spec at ``path``, or a new one on a 1×28×28 input
-    (to be saved at ``path`` when that file does not exist yet). Raises ``SpecError``."""
+    (to be saved at ``path`` when that file does not exist yet). Raises ``SpecError``, or
+    ``ConvcalcError`` for a path the file system refuses."""
     if path is None:
         return Network(name="network", input=model.NEW_INPUT), None
     path = Path(path)
-    if not path.exists():
+    try:
+        exists = path.exists()
+    except OSError as error:  # e.g. a name longer than the file system allows: it could never be saved
+        raise ConvcalcError(
+            f"{path}: cannot open or create it ({error.strerror}); fix: give another path"
+        ) from None
+    if not exists:
         return Network(name=path.stem if path.stem.isidentifier() else "network", input=model.NEW_INPUT), path
     return model.editable(load_spec(path), path), path
 
@@ -35,8 +44,39 @@ class ConvcalcApp(App):
     def on_mount(self) -> None:
         self.push_screen(self.designer)
 
+    def get_system_commands(self, screen):
+        """The command palette (ctrl+p): the designer's commands, then Textual's own."""
+        if screen is self.designer:
+            designer = self.designer
+            for title, help_text, action in (
+                ("Save", "write the spec (YAML)", designer.action_save),
+                ("Save as", "write the spec to another file", designer.action_save_as),
+                ("Open a spec", "a file browser", designer.action_open),
+                ("New spec", "an empty spec on a 1×28×28 input", designer.action_new),
+                ("Train", "the training screen", designer.action_train),
+                ("Network name and input size", "e.g. 3x32x32", designer.action_network),
+                ("Undo", "the last edit", designer.action_undo),
+                ("Redo", "the last undone edit", designer.action_redo),
+                ("Help", "the keys and the value syntax", designer.action_help),
+            ):
+                yield SystemCommand(title, help_text, action)
+            for type_name in LAYER_CLASSES:
+                yield SystemCommand(
+                    f"Add {type_name}", "a layer at the end", partial(designer.add_layer, type_name), False
+                )
+        yield from super().get_system_commands(screen)
+
     async def action_quit(self) -> None:
         """Ctrl+Q: ask first when the designer holds unsaved changes."""
+        from convcalc.tui.training import TrainingScreen
+
+        running = [s for s in self.screen_stack if isinstance(s, TrainingScreen) and s.running]
+        if running:  # ask before stopping a run; then the designer asks about unsaved changes
+            running[0].confirm_stop("quit", lambda: self.call_later(self._quit_after_training))
+            return
+        await self._quit_after_training()
+
+    async def _quit_after_training(self) -> None:
         from convcalc.tui.training import TrainingScreen
 
         for screen in self.screen_stack:

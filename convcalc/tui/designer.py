@@ -17,18 +17,50 @@ from textual.coordinate import Coordinate
 from textual.screen import Screen
 from textual.widgets import DataTable, Footer, Header, Static
 
-from convcalc import render
+from convcalc import memory, render
 from convcalc.engine import Analysis, LayerResult, analyze, fmt_shape
 from convcalc.errors import ConvcalcError
 from convcalc.spec import Network, load_spec
 from convcalc.tui import model
-from convcalc.tui.dialogs import LayerTypeDialog, NetworkDialog, PathDialog, UnsavedDialog
+from convcalc.tui.dialogs import (
+    ConfirmDialog,
+    HelpDialog,
+    LayerTypeDialog,
+    NetworkDialog,
+    PathDialog,
+    UnsavedDialog,
+)
 from convcalc.tui.editor import LayerEditor
 from convcalc.tui.size_dialog import OutputSizeDialog
 
 _MOVE = Binding.Group("Move", compact=True)
 _UNDO = Binding.Group("Undo/redo", compact=True)
 COLUMNS = ("", "#", "name", "type", "settings", "output", "params", "MACs", "RF")
+
+# What Enter on a row edits first: the field people change first (else the first field).
+PRIMARY_FIELDS = ("out_channels", "out_features", "kernel_size", "output_size", "p", "scale_factor",
+                  "num_groups", "padding", "normalized_shape", "negative_slope", "dim")  # fmt: skip
+
+
+class LayerTable(DataTable):
+    """The layer table: Home/End and g/G go to the first and last layer, j/k move (as in less
+    and vim), PageUp/PageDown a page (DataTable's own)."""
+
+    BINDINGS = [
+        Binding("question_mark", "screen.help", "Help", show=False),
+        Binding("home,g", "first_layer", "First", show=False),
+        Binding("end,G", "last_layer", "Last", show=False),
+        Binding("j", "cursor_down", "Down", show=False),
+        Binding("k", "cursor_up", "Up", show=False),
+    ]
+
+    def action_first_layer(self) -> None:
+        if self.row_count:
+            self.move_cursor(row=0)
+
+    def action_last_layer(self) -> None:
+        if self.row_count:
+            self.move_cursor(row=self.row_count - 1)
 
 
 class DesignerScreen(Screen):
@@ -50,6 +82,7 @@ class DesignerScreen(Screen):
         Binding("ctrl+s", "save", "Save"),
         Binding("ctrl+r", "save_as", "Save as"),
         Binding("ctrl+n", "new", "New", show=False),
+        Binding("f1", "help", "Help"),
         Binding("escape", "focus_table", "Table", show=False),
     ]
 
@@ -71,7 +104,7 @@ class DesignerScreen(Screen):
         yield Header()
         with Horizontal(id="main"):
             with Vertical(id="left"):
-                table = DataTable(id="layers", cursor_type="row", zebra_stripes=True)
+                table = LayerTable(id="layers", cursor_type="row", zebra_stripes=True)
                 table.border_title = "Layers"
                 yield table
                 detail = VerticalScroll(Static("", id="detail-text"), id="detail")
@@ -173,8 +206,12 @@ class DesignerScreen(Screen):
         text.append("   params ", "dim").append(f"{a.total_params:,}", "bold")
         text.append(f" ({render.human_bytes(a.param_bytes)})", "dim")
         text.append("   MACs ", "dim").append(render.human_count(a.total_macs), "bold")
-        text.append("   memory ", "dim").append(render.human_bytes(a.total_memory_bytes), "bold")
+        text.append("   outputs ", "dim").append(render.human_bytes(a.total_memory_bytes), "bold")
         text.append("/sample", "dim")
+        if a.ok:  # the training screen's default batch and optimizer (the designer has no batch size)
+            train = memory.training_memory(a).training_peak(memory.DEFAULT_BATCH)
+            text.append("   train ", "dim").append(render.human_bytes(train), "bold")
+            text.append(f" @{memory.DEFAULT_BATCH}", "dim")
         text.append("\n")
         if self.invalid is not None:
             text.append(f"✗ layer {self.invalid[0]}: {self.invalid[1]}", "bold red")
@@ -253,20 +290,28 @@ class DesignerScreen(Screen):
             return
         self.selected = event.cursor_row
         self.history.seal()
-        had_invalid = self.invalid is not None
+        dropped = self.invalid
         await self._load_editor()
-        if had_invalid:
+        if dropped is not None:  # never silently: the typed text did not validate, so it is not kept
+            self.notify(
+                f"layer {dropped[0]}: {dropped[1]}", title="Edit not applied", severity="warning", timeout=6
+            )
             self._fill_table()
             self._update_totals()
         self._update_detail()
 
     @on(DataTable.RowSelected, "#layers")
     def _row_selected(self) -> None:
-        """Enter on a row: edit its first field."""
-        for widget in self.query_one(LayerEditor).query("Input, Select"):
-            if widget.id != "layer-type":
-                widget.focus()
+        """Enter on a row: edit the field people change first (``PRIMARY_FIELDS``), else the
+        first one."""
+        editor = self.query_one(LayerEditor)
+        widgets = {widget.id: widget for widget in editor.query("Input, Select") if widget.id != "layer-type"}
+        for name in PRIMARY_FIELDS:
+            if f"field-{name}" in widgets:
+                widgets[f"field-{name}"].focus()
                 return
+        if widgets:
+            next(iter(widgets.values())).focus()
 
     @on(LayerEditor.Edited)
     async def _edited(self, event: LayerEditor.Edited) -> None:
@@ -312,14 +357,26 @@ class DesignerScreen(Screen):
     def _refresh_footer(self) -> None:
         self.refresh_bindings()
 
+    def _nd(self) -> int:
+        """The network input's spatial dims (the type picker lists those types first)."""
+        return max(1, len(self.network.input) - 1)
+
+    def action_help(self) -> None:
+        self.app.push_screen(HelpDialog())
+
+    async def add_layer(self, type_name: str) -> None:
+        """Add a layer of ``type_name`` at the end (the command palette's "Add a layer")."""
+        await self._add_at(len(self.network.layers))(type_name)
+
     def action_add(self) -> None:
         self.app.push_screen(
-            LayerTypeDialog("Add a layer at the end"), self._add_at(len(self.network.layers))
+            LayerTypeDialog("Add a layer at the end", self._nd()), self._add_at(len(self.network.layers))
         )
 
     def action_insert(self) -> None:
         self.app.push_screen(
-            LayerTypeDialog(f"Insert a layer after layer {self.selected}"), self._add_at(self.selected + 1)
+            LayerTypeDialog(f"Insert a layer after layer {self.selected}", self._nd()),
+            self._add_at(self.selected + 1),
         )
 
     def _add_at(self, index: int):
@@ -400,6 +457,9 @@ class DesignerScreen(Screen):
         self.notify(f"Saved {path}", timeout=3)
 
     def action_save(self) -> None:
+        self._unless_invalid("Save", "Save anyway", self._save)
+
+    def _save(self) -> None:
         if self.path is None:
             self.action_save_as()
             return
@@ -407,6 +467,22 @@ class DesignerScreen(Screen):
             self.save_to(self.path)
         except ConvcalcError as error:
             self.notify(str(error), title="Not saved", severity="error", timeout=10)
+
+    def _unless_invalid(self, what: str, anyway: str, proceed) -> None:
+        """Run ``proceed`` now, or after asking: a field shows an edit that did not validate, so
+        the network (what would be saved, or lost on quitting) does not hold it."""
+        if self.invalid is None:
+            proceed()
+            return
+        index, message = self.invalid
+        question = (
+            f"{what}: layer {index} shows an edit that is not applied ({message}); "
+            "the spec holds that layer's last valid values."
+        )
+        self.app.push_screen(
+            ConfirmDialog("Unapplied edit", question, anyway, "Go back and fix it"),
+            lambda yes: proceed() if yes else None,
+        )
 
     def action_save_as(self, then=None) -> None:
         initial = str(self.path) if self.path else f"{self.network.name}.yaml"
@@ -465,7 +541,11 @@ class DesignerScreen(Screen):
         )
 
     def request_quit(self) -> None:
-        self._unless_unsaved("Quit", self.app.exit, discard_label="Quit without saving")
+        self._unless_invalid(
+            "Quit",
+            "Quit anyway",
+            lambda: self._unless_unsaved("Quit", self.app.exit, discard_label="Quit without saving"),
+        )
 
     def action_train(self) -> None:
         from convcalc.tui.training import TrainingScreen

@@ -1,4 +1,5 @@
-"""Modal dialogs of the designer: unsaved changes, a file path, the network header, a layer type."""
+"""Modal dialogs of the designer: unsaved changes, a yes/no question, a file path, the network
+header, a layer type."""
 
 from __future__ import annotations
 
@@ -41,6 +42,69 @@ class UnsavedDialog(ModalScreen[str]):
 
     def on_button_pressed(self, event: Button.Pressed) -> None:
         self.dismiss(event.button.id)
+
+
+class ConfirmDialog(ModalScreen[bool]):
+    """A question with two answers: dismisses with True (``yes``) or False (``no``, Escape)."""
+
+    BINDINGS = [Binding("escape", "dismiss(False)", "Cancel")]
+
+    def __init__(self, title: str, question: str, yes: str, no: str = "Cancel"):
+        super().__init__()
+        self.title_text, self.question, self.yes, self.no = title, question, yes, no
+
+    def compose(self) -> ComposeResult:
+        with Vertical(classes="dialog"):
+            yield Label(self.title_text, classes="dialog-title")
+            yield Static(self.question, classes="dialog-text")
+            with Horizontal(classes="dialog-buttons"):
+                yield Button(self.yes, variant="warning", id="yes")
+                yield Button(self.no, variant="primary", id="no")
+
+    def on_mount(self) -> None:
+        self.query_one("#no").focus()  # the safe answer is the default one
+
+    def on_button_pressed(self, event: Button.Pressed) -> None:
+        self.dismiss(event.button.id == "yes")
+
+
+HELP = """\
+[b]Layer table[/b]
+  a  add a layer at the end        i  insert after the selected one
+  c  duplicate      x, delete  delete      shift+↑ / shift+↓  move
+  enter  edit the layer (the field changed most often first; escape returns)
+  ↑ ↓ j k  move     home g / end G  first / last     pageup / pagedown  a page
+  s  network name and input size   o  solve for an output size
+[b]Anywhere[/b]
+  ctrl+z / ctrl+y  undo / redo     ctrl+s  save      ctrl+r  save as
+  ctrl+o  open      ctrl+n  new    ctrl+t  training screen   ctrl+p  commands
+  ctrl+q  quit (asks about unsaved changes and unapplied edits)   f1, ?  this help
+[b]Values[/b] (as in a spec file)
+  3           one value for every axis      [3, 5] or 3x5   height, width
+  same valid  padding by name               auto            padding for output_shape
+  empty       the default (shown greyed)    true / false    switches
+[b]Training screen[/b]
+  ctrl+t  start     ctrl+b  stop (keeps the checkpoint)     escape  back (asks while running)
+  resume  continue one of the spec's checkpoints, as `convcalc train --resume` does"""
+
+
+class HelpDialog(ModalScreen[None]):
+    """The keys and the value syntax (``?`` or F1)."""
+
+    BINDINGS = [Binding("escape,f1,question_mark,q", "dismiss(None)", "Close")]
+
+    def compose(self) -> ComposeResult:
+        with Vertical(classes="dialog dialog-wide"):
+            yield Label("Keys and values", classes="dialog-title")
+            yield Static(HELP, id="help-text", classes="dialog-text")
+            with Horizontal(classes="dialog-buttons"):
+                yield Button("Close", variant="primary", id="close")
+
+    def on_mount(self) -> None:
+        self.query_one("#close").focus()
+
+    def on_button_pressed(self, event: Button.Pressed) -> None:
+        self.dismiss(None)
 
 
 class _SpecFiles(DirectoryTree):
@@ -170,24 +234,76 @@ _TYPE_HINTS = {
 
 
 class LayerTypeDialog(ModalScreen[str]):
-    """Pick the type of a new layer; dismisses with the type name."""
+    """Pick the type of a new layer; dismisses with the type name. Typing filters the list (by
+    name, then by the hint), ↑/↓ move in it, Enter takes the highlighted type."""
 
-    BINDINGS = [Binding("escape", "dismiss(None)", "Cancel")]
+    BINDINGS = [
+        Binding("escape", "dismiss(None)", "Cancel"),
+        Binding("down", "move(1)", "Next", show=False, priority=True),
+        Binding("up", "move(-1)", "Previous", show=False, priority=True),
+    ]
 
-    def __init__(self, title: str):
+    def __init__(self, title: str, nd: int = 2):
         super().__init__()
-        self.title_text = title
+        self.title_text, self.nd = title, nd
 
     def compose(self) -> ComposeResult:
         with Vertical(classes="dialog"):
             yield Label(self.title_text, classes="dialog-title")
-            yield OptionList(
-                *(
-                    Option(f"{name:<18} [dim]{_TYPE_HINTS.get(name, 'activation / other')}[/dim]", id=name)
-                    for name in LAYER_CLASSES
-                ),
-                id="layer-types",
-            )
+            yield Input(placeholder="type to filter: conv, pool, relu…", id="type-filter")
+            yield OptionList(*self._options(""), id="layer-types")
+
+    def _options(self, text: str) -> list[Option]:
+        return [
+            Option(f"{name:<18} [dim]{_TYPE_HINTS.get(name, 'activation / other')}[/dim]", id=name)
+            for name in matching_types(text, self.nd)
+        ]
+
+    def on_mount(self) -> None:
+        self.query_one("#type-filter", Input).focus()
+        self.query_one("#layer-types", OptionList).highlighted = 0
+
+    def on_input_changed(self, event: Input.Changed) -> None:
+        options = self.query_one("#layer-types", OptionList)
+        options.clear_options()
+        options.add_options(self._options(event.value))
+        options.highlighted = 0 if options.option_count else None
+
+    def on_input_submitted(self, event: Input.Submitted) -> None:
+        options = self.query_one("#layer-types", OptionList)
+        if options.highlighted is not None:
+            self.dismiss(options.get_option_at_index(options.highlighted).id)
+
+    def action_move(self, step: int) -> None:
+        options = self.query_one("#layer-types", OptionList)
+        if options.option_count:
+            options.highlighted = ((options.highlighted or 0) + step) % options.option_count
 
     def on_option_list_option_selected(self, event: OptionList.OptionSelected) -> None:
         self.dismiss(event.option.id)
+
+
+# The types people add most, first among equal matches ("re" finds ReLU before ReflectionPad2d).
+_COMMON = ("Conv2d", "ReLU", "MaxPool2d", "BatchNorm2d", "Linear", "Flatten", "Dropout", "AvgPool2d",
+           "AdaptiveAvgPool2d", "ConvTranspose2d", "Add", "Cat", "Mul", "Sigmoid", "SiLU", "GELU",
+           "LeakyReLU", "Softmax", "Upsample", "Dropout2d", "Identity")  # fmt: skip
+
+
+def matching_types(text: str, nd: int = 2) -> list[str]:
+    """The layer types for a filter text: names starting with it, then names containing it,
+    then types whose hint contains it; within each, the network's dimensionality (``nd``: Conv2d
+    before Conv1d on images) and the common types first. Case-insensitive; an empty text lists
+    every type that way."""
+    text = text.strip().lower()
+    names = list(LAYER_CLASSES)
+
+    def rank(name: str) -> tuple[int, int, int]:
+        lower = name.lower()
+        group = 0 if lower.startswith(text) else 1 if text in lower else 2
+        suffix = name[-2:] if name[-2:] in ("1d", "2d", "3d") else None
+        as_2d = f"{name[:-2]}2d" if suffix else name
+        common = _COMMON.index(as_2d) if as_2d in _COMMON else len(_COMMON) + names.index(name)
+        return group, int(suffix is not None and suffix != f"{nd}d"), common
+
+    found = [n for n in names if text in n.lower() or text in _TYPE_HINTS.get(n, "").lower()]
+    return sorted(found, key=rank)

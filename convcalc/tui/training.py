@@ -12,6 +12,7 @@ import math
 import threading
 import time
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 from rich.text import Text
@@ -122,6 +123,9 @@ class TrainingScreen(Screen):
                     "limit", Input(id="limit", compact=True, type="integer", placeholder="all images")
                 )
                 yield self._row("checkpoint", Input(id="out", compact=True))
+                yield self._row(
+                    "resume", Select([("no: a new run", "")], id="resume", compact=True, allow_blank=False)
+                )
                 with Horizontal(id="train-buttons"):
                     yield Button("Start", id="start", variant="success", disabled=True)
                     yield Button("Stop", id="stop", variant="error", disabled=True)
@@ -196,7 +200,22 @@ class TrainingScreen(Screen):
     def _update_out_placeholder(self) -> None:
         dataset = self.query_one("#dataset", Select).value
         if self.defaults is not None and isinstance(dataset, str):
-            self.query_one("#out", Input).placeholder = f"runs/{self.network.name}-{dataset}.pt"
+            from convcalc import train
+
+            default = Path(train.default_checkpoint_path(self.network, dataset))
+            self.query_one("#out", Input).placeholder = str(default)
+            self._list_checkpoints(default)
+
+    def _list_checkpoints(self, default: Path) -> None:
+        """Resume offers this spec's checkpoints for the data set (``runs/<name>-<dataset>*.pt``,
+        the default path and the new names runs take beside it), newest first."""
+        try:
+            found = sorted(default.parent.glob(f"{default.stem}*.pt"), key=lambda f: -f.stat().st_mtime)
+        except OSError:
+            found = []
+        select = self.query_one("#resume", Select)
+        select.set_options([("no: a new run", ""), *((str(f), str(f)) for f in found)])
+        select.value = ""
 
     # Start and stop ----------------------------------------------------------------------
 
@@ -243,6 +262,61 @@ class TrainingScreen(Screen):
             error.display = True
             return
         error.display = False
+        self._unless_unsaved_spec(lambda: self._start(self._new_or_resumed(config)))
+
+    def _new_or_resumed(self, config):
+        """Resume continues the chosen checkpoint in place, as ``--resume`` does; a new run never
+        replaces a checkpoint: when its path exists, it writes the first free ``NAME-2.pt``, ...."""
+        from dataclasses import replace
+
+        from convcalc import train
+
+        resume = self.query_one("#resume", Select).value
+        if isinstance(resume, str) and resume:
+            return replace(config, resume=resume)
+        out = Path(config.out or train.default_checkpoint_path(self.network, config.dataset))
+        free, n = out, 2
+        while free.exists():
+            free, n = out.with_name(f"{out.stem}-{n}{out.suffix}"), n + 1
+        if free != out:
+            self.notify(
+                f"{out} exists and is kept; this run writes {free}", title="New checkpoint", timeout=8
+            )
+        return replace(config, out=str(free))
+
+    def _unless_unsaved_spec(self, proceed) -> None:
+        """Start now, or after offering to save the designer's changes first: a checkpoint holds
+        the spec it trained, so ``convcalc train SPEC --resume`` continues it only if SPEC's
+        file is that spec."""
+        from convcalc.tui.dialogs import UnsavedDialog
+
+        designer = getattr(self.app, "designer", None)
+        if designer is None or not designer.dirty:
+            proceed()
+            return
+        where = str(designer.path) if designer.path else "a file"
+
+        def answered(choice: str | None) -> None:
+            if choice == "discard":
+                proceed()
+            elif choice == "save":
+                if designer.path is None:
+                    designer.action_save_as(then=proceed)
+                    return
+                try:
+                    designer.save_to(designer.path)
+                except ConvcalcError as failure:
+                    self.notify(str(failure), title="Not saved", severity="error", timeout=10)
+                    return
+                proceed()
+
+        question = (
+            f"Train: save the changes to {where} first? Then `convcalc train {where} --resume` "
+            "can continue this run from the command line."
+        )
+        self.app.push_screen(UnsavedDialog(question, "Train without saving"), answered)
+
+    def _start(self, config) -> None:
         self.query_one("#train-result", Static).update("")
         self.batch_losses, self.epochs, self.result = [], [], None
         self.cancel = threading.Event()
@@ -277,10 +351,28 @@ class TrainingScreen(Screen):
         self.action_stop()
 
     def action_back(self) -> None:
-        if self.running:
-            self.action_stop()
-            self.notify("Training stopped; the checkpoint is kept.", timeout=4)
-        self.app.pop_screen()
+        if not self.running:
+            self.app.pop_screen()
+            return
+        self.confirm_stop("go back to the designer", self.app.pop_screen)
+
+    def confirm_stop(self, then: str, proceed) -> None:
+        """Leaving a running training asks first; yes stops it (its checkpoint is saved)."""
+        from convcalc.tui.dialogs import ConfirmDialog
+
+        def answered(yes: bool | None) -> None:
+            if yes and self.running:
+                self.action_stop()
+                self.notify("Training stopped; the checkpoint is kept.", timeout=4)
+            if yes:
+                proceed()
+
+        question = (
+            f"Training is running. Stop it and {then}? It stops after this batch and saves its checkpoint."
+        )
+        self.app.push_screen(
+            ConfirmDialog("Stop training?", question, "Stop training", "Keep training"), answered
+        )
 
     def on_unmount(self) -> None:
         self.cancel.set()
@@ -386,8 +478,11 @@ class TrainingScreen(Screen):
             text.append(str(result.checkpoint), "bold")
         self.query_one("#train-result", Static).update(text)
         self.query_one("#train-stats", Static).update(
-            "Stopped: the checkpoint is kept and can be resumed." if result.cancelled else "Done."
+            "Stopped: the checkpoint is kept; choose it under resume to continue."
+            if result.cancelled
+            else "Done."
         )
+        self._update_out_placeholder()  # resume now offers the checkpoint just written
 
     def _draw_plots(self) -> None:
         loss = self.query_one("#loss-plot", PlotextPlot)
