@@ -7,6 +7,7 @@ turns an expected error (``ConvcalcError``, a usage error, Ctrl-C) into a messag
 
 from __future__ import annotations
 
+import contextlib
 import os
 import sys
 
@@ -150,16 +151,26 @@ def schema() -> None:
 @click.argument("spec", type=click.Path(dir_okay=False, path_type=str))
 @click.option("--input", "input_size", metavar="CxHxW", help="Override the spec's input size (e.g. 3x32x32).")
 @click.option("--json", "as_json", is_flag=True, help="Print the comparison as one JSON object.")
-def check_command(spec: str, input_size: str | None, as_json: bool) -> None:
+@click.option("--memory", is_flag=True, help="Also compare training memory (saved tensors, optimizers).")
+def check_command(spec: str, input_size: str | None, as_json: bool, memory: bool) -> None:
     """Prove the engine's numbers on the real torch model of SPEC.
 
     Compares every layer's output shape, params and buffers, MACs (FlopCounterMode), receptive
-    field (gradient probe) and torchinfo's shapes and total. Exit code 0 when all agree, 1 on any
-    mismatch (each one named) or an invalid spec.
+    field (gradient probe) and torchinfo's shapes and total; with --memory also what autograd
+    saves (at batch 2 and 3), the gradients and each optimizer's state after one step. Exit code
+    0 when all agree, 1 on any mismatch (each one named) or an invalid spec.
     """
+    import dataclasses
+
     from convcalc import check
 
-    report = check.check(_load(spec, _input_shape(input_size)))
+    network = _load(spec, _input_shape(input_size))
+    report = check.check(network)
+    if memory:
+        from convcalc.memcheck import memory_comparisons
+
+        extra = tuple(memory_comparisons(network))
+        report = dataclasses.replace(report, comparisons=report.comparisons + extra)
     if as_json:
         _print_json(check.report_json(report))
     else:
@@ -167,6 +178,47 @@ def check_command(spec: str, input_size: str | None, as_json: bool) -> None:
         stdout.print(check.report_text(report), markup=False)
     if not report.ok:
         sys.exit(1)
+
+
+@cli.command(name="memory")
+@click.argument("spec", type=click.Path(dir_okay=False, path_type=str))
+@click.option("--input", "input_size", metavar="CxHxW", help="Override the spec's input size (e.g. 3x32x32).")
+@click.option("--batch-size", type=click.IntRange(min=1), help="Samples per batch.  [default: 128, as train]")
+@click.option("--optimizer", type=click.Choice(["sgd", "sgd-momentum", "adam", "adamw"]), default="adam",
+              show_default=True, help="Its state: none, 1 or 2 copies of the parameters.")  # fmt: skip
+@click.option("--dtype", type=click.Choice(["float32", "bfloat16", "float16"]), default="float32",
+              show_default=True, help="Dtype of the parameters and activations.")  # fmt: skip
+@click.option("--amp", is_flag=True, help="Autocast to bfloat16 (float32 parameters), as measured on CPU.")
+@click.option("--budget", metavar="SIZE", help="Find the largest batch whose training peak fits, e.g. 8GiB.")
+@click.option("-o", "--output", metavar="FILE.png", help="With --budget: draw the peak against batch size.")
+@click.option("--json", "as_json", is_flag=True, help="Print one JSON object.")
+def memory_command(spec: str, input_size: str | None, batch_size: int | None, optimizer: str, dtype: str,
+                   amp: bool, budget: str | None, output: str | None, as_json: bool) -> None:  # fmt: skip
+    """Training memory of SPEC (a file, -, or package.module:name), before any model exists.
+
+    Per layer, the bytes autograd keeps for the backward pass; for the network, parameters,
+    gradients, optimizer state, saved activations, the largest transient and the training peak
+    (and the inference peak apart). SPEC needs no torch unless it is a TARGET to import.
+    """
+    from convcalc import memory as M
+    from convcalc.engine import analyze
+
+    if output and not budget:
+        raise click.UsageError("-o draws the --budget curve; give --budget too, e.g. --budget 8GiB")
+    limit = M.parse_bytes(budget) if budget else None
+    mem = M.training_memory(analyze(_load(spec, _input_shape(input_size))), optimizer, dtype, amp)
+    batch = batch_size or M.DEFAULT_BATCH
+    data = M.to_json(mem, batch, limit)  # raises for a budget too small, before anything is written
+    if output:
+        M.write_curve_png(output, mem, limit)
+        stderr.print(f"wrote {output}", markup=False)
+    if as_json:
+        _print_json(data)
+        return
+    _print_table(M.table(mem, batch))
+    stdout.print(M.totals_text(mem, batch), markup=False)
+    if limit is not None:
+        stdout.print(M.budget_text(mem, limit), markup=False)
 
 
 @cli.command(name="export")
@@ -217,7 +269,14 @@ def import_command(target: str, input_size: str | None, arguments: tuple[str, ..
             raise click.BadParameter(
                 f"{item!r}: give KEY=VALUE, e.g. --arg num_classes=10", param_hint="--arg"
             )
-        kwargs[key] = yaml.safe_load(value) if value else ""
+        try:
+            kwargs[key] = yaml.safe_load(value) if value else ""
+        except (yaml.YAMLError, ValueError) as error:  # ValueError: an int past Python's 4,300 digits
+            raise click.BadParameter(
+                f"{item[:80]!r}: VALUE is not a YAML value ({str(error).splitlines()[0]}); "
+                "e.g. --arg num_classes=10 or --arg name='a b'",
+                param_hint="--arg",
+            ) from None
     network = import_target(target, _input_shape(input_size), kwargs)
     text = json.dumps(spec_to_data(network), indent=2) + "\n" if as_json else dump_spec(network)
     if output:
@@ -225,6 +284,45 @@ def import_command(target: str, input_size: str | None, arguments: tuple[str, ..
         stderr.print(f"wrote {output}", markup=False)
     else:
         click.echo(text, nl=False)
+
+
+@cli.command(name="draw")
+@click.argument("spec", type=click.Path(dir_okay=False, path_type=str))
+@click.option("-o", "--output", required=True, metavar="FILE",
+              help="FILE.svg, .png, .pdf (these two: draw extra), .dot; - for SVG on stdout.")  # fmt: skip
+@click.option("--style", type=click.Choice(["blocks", "graph"]),
+              help="blocks: feature maps in perspective; graph: one node per layer. "
+              "[default: blocks for a plain stack, graph for a graph]")  # fmt: skip
+@click.option("--depth", type=click.IntRange(min=1), metavar="N",
+              help="Fold blocks nested deeper than N levels into one node each (shape --depth).")  # fmt: skip
+@click.option("--title", help="The heading (default: the spec's name).")
+@click.option("--no-params", is_flag=True, help="Leave out params and MACs.")
+@click.option("--theme", type=click.Choice(["light", "dark"]), default="light", show_default=True)
+@click.option("--input", "input_size", metavar="CxHxW", help="Override the spec's input size (e.g. 3x32x32).")
+def draw_command(spec: str, output: str, style: str | None, depth: int | None, title: str | None,
+                 no_params: bool, theme: str, input_size: str | None) -> None:  # fmt: skip
+    """Draw SPEC (a spec file, - for standard input, or a model TARGET) as SVG, PNG, PDF or
+    Graphviz source. Every number is the engine's; a spec file needs no torch."""
+    from convcalc import draw
+    from convcalc.engine import analyze
+
+    kind = draw.output_kind(output)  # a wrong suffix fails before any work
+    analysis = analyze(_load(spec, _input_shape(input_size), plain=True))
+    if kind == "dot":
+        data = draw.dot_text(analysis, depth, title, not no_params).encode("utf-8")
+    else:
+        style = style or draw.default_style(analysis)
+        svg = draw.svg_text(analysis, style, depth, title, not no_params, theme)
+        data = svg.encode("utf-8") if kind == "svg" else draw.convert(svg, kind)
+    if output == "-":
+        sys.stdout.buffer.write(data)
+    else:
+        draw.write_atomically(output, data)
+        stderr.print(f"wrote {output}", markup=False)
+    if analysis.warnings:
+        from convcalc.render import problems_text
+
+        stderr.print(problems_text(analysis.warnings, "warning"), style="yellow", markup=False)
 
 
 @cli.command(name="summary")
@@ -300,7 +398,8 @@ def tui(spec: str | None) -> None:
 # ---------------------------------------------------------------------------------------------
 # Training and data (convcalc.train, convcalc.data); torch is imported inside each command.
 
-_RECIPE_OPTIONS = ("dataset", "epochs", "batch_size", "lr", "optimizer", "schedule", "seed", "limit")
+_RECIPE_OPTIONS = ("dataset", "epochs", "batch_size", "lr", "optimizer", "schedule", "seed", "limit",
+                   "val_fraction", "resize", "augment")  # fmt: skip
 
 
 class _Downloads:
@@ -360,20 +459,57 @@ def _result_line(result) -> str:
     )
 
 
+@contextlib.contextmanager
+def _cancel_on_signals():
+    """An event the first SIGINT (Ctrl-C) or SIGTERM (torchrun's agent stopping its processes, a
+    job scheduler) sets: training stops after the current batch and saves. A second signal stops
+    at once (the checkpoint on disk is then the last epoch's, never half a file)."""
+    import signal
+    import threading
+
+    cancel = threading.Event()
+
+    def handler(signum, frame) -> None:
+        if cancel.is_set():
+            raise KeyboardInterrupt
+        cancel.set()
+
+    previous = {number: signal.signal(number, handler) for number in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        yield cancel
+    finally:
+        for number, old in previous.items():
+            signal.signal(number, old)
+
+
+def _without_nproc(args: list[str]) -> list[str]:
+    """The command line minus ``--nproc N``: what each of the N processes runs."""
+    kept, skip = [], False
+    for arg in args:
+        if skip:
+            skip = False
+        elif arg == "--nproc":
+            skip = True
+        elif not arg.startswith("--nproc="):
+            kept.append(arg)
+    return kept
+
+
 @cli.command(name="train")
 @click.argument("spec", type=click.Path(dir_okay=False, path_type=str))
 @click.option(
     "--dataset",
-    type=click.Choice(["mnist", "fashion-mnist", "kmnist"]),
+    type=click.Choice(["mnist", "fashion-mnist", "kmnist", "cifar10", "folder"]),
     default="mnist",
     show_default=True,
-    help="The data set to train and test on.",
+    help="The data set to train and test on; folder: --data-dir DIR with one subfolder per class.",
 )
 @click.option(
     "--data-dir",
     metavar="DIR",
     help="The data set's folder (default: $CONVCALC_DATA/<dataset>, then "
-    "~/.cache/convcalc/<dataset>); missing files are downloaded into it.",
+    "~/.cache/convcalc/<dataset>); missing files are downloaded into it. With --dataset folder: "
+    "the folder of class subfolders (or of train/ and val/ holding them).",
 )
 @click.option("--epochs", type=click.IntRange(min=1), help="Total epochs of the run.  [default: 8]")
 @click.option("--batch-size", type=click.IntRange(min=1), help="Images per batch.  [default: 128]")
@@ -408,6 +544,22 @@ def _result_line(result) -> str:
     help="Continue this checkpoint's run where it stopped (its recipe is kept).",
 )
 @click.option("--no-download", is_flag=True, help="Never download; fail if the data files are missing.")
+@click.option("--val-fraction", type=click.FloatRange(0, 1, max_open=True), metavar="F",
+              help="--dataset folder without train/ and val/: the share of each class tested on.  "
+              "[default: 0.1]")  # fmt: skip
+@click.option("--resize", is_flag=True, help="--dataset folder: resize images to the spec's input size.")
+@click.option("--augment", metavar="flip,crop",
+              help="Random horizontal flips and/or crops (4-pixel padding) of training images.")  # fmt: skip
+@click.option("--amp", type=click.Choice(["bf16", "fp16"]),
+              help="Mixed precision: autocast (fp16 also scales the loss).")  # fmt: skip
+@click.option("--compile", "compile_model", is_flag=True,
+              help="torch.compile the model (the first batches are slow).")  # fmt: skip
+@click.option("--channels-last/--no-channels-last", default=True, show_default=True,
+              help="NHWC memory for 2-D inputs (NDHWC for 3-D).")  # fmt: skip
+@click.option("--nproc", type=click.IntRange(min=1), metavar="N",
+              help="Train in N processes on this machine (DDP via torchrun's elastic agent).")  # fmt: skip
+@click.option("--plot", "plot_file", metavar="FILE",
+              help="At the end, write the run's curves to FILE (.png, .pdf, .svg), as plot.")  # fmt: skip
 @click.option("--json", "as_json", is_flag=True, help="Last stdout line: one JSON object with the results.")
 @click.pass_context
 def train_command(
@@ -419,18 +571,21 @@ def train_command(
     out: str | None,
     resume: str | None,
     no_download: bool,
+    amp: str | None,
+    compile_model: bool,
+    channels_last: bool,
+    nproc: int | None,
     as_json: bool,
     **recipe,
 ) -> None:
     """Train SPEC on MNIST (or --dataset) and save a checkpoint.
 
     Prints a progress bar per epoch and a line per epoch, then the test accuracy and the
-    checkpoint path. Ctrl-C stops after the current batch, saves the checkpoint (continue with
-    --resume) and exits 1.
+    checkpoint path. Ctrl-C (or SIGTERM) stops after the current batch, saves the checkpoint
+    (continue with --resume) and exits 1. Under torchrun (or with --nproc N) the processes share
+    each batch; rank 0 prints and writes the checkpoint.
     """
     import json
-    import signal
-    import threading
     from dataclasses import asdict
 
     from click.core import ParameterSource
@@ -447,7 +602,16 @@ def train_command(
             f"{options} cannot be combined with --resume: a resumed run keeps its checkpoint's "
             "recipe; start a new run to change it"
         )
+    from convcalc import distributed
+
+    plot_file = recipe.pop("plot_file")
+    if plot_file:
+        from convcalc import plot
+
+        plot.check_output(plot_file)  # a wrong suffix or no matplotlib fails now, not after training
     network = _load(spec)
+    if recipe["augment"] is not None:
+        recipe["augment"] = tuple(name.strip() for name in recipe["augment"].split(",") if name.strip())
     config = training.TrainConfig(
         **{name: value for name, value in recipe.items() if value is not None},
         data_dir=data_dir,
@@ -456,8 +620,25 @@ def train_command(
         out=out,
         resume=resume,
         download=not no_download,
+        amp=amp,
+        compile=compile_model,
+        channels_last=channels_last,
     )
-    training.check_network(network, config.dataset)  # a clear error before any data is loaded
+    if not resume:  # a resumed run is checked against its checkpoint's data set, in train()
+        training.check_network(network, config.dataset)  # a clear error before any data is loaded
+    training._check_config(config)
+    if nproc is not None and nproc > 1:  # once here, not in every process: the same checks and errors
+        sys.exit(distributed.launch(nproc, _without_nproc(sys.argv[1:])))
+    world = distributed.init(device)
+    if world.rank != 0:  # the others train silently; their errors are named by rank
+        try:
+            with _cancel_on_signals() as cancel:
+                result = training.train(network, config, cancel=cancel)
+        except ConvcalcError as error:
+            raise ConvcalcError(f"rank {world.rank}: {error}") from None
+        finally:
+            distributed.finish()
+        sys.exit(1 if result.cancelled else 0)
 
     lines = stderr if as_json else stdout
     downloads = _Downloads()
@@ -491,27 +672,24 @@ def train_command(
             state["task"] = None
         lines.print(_epoch_line(metrics, state["epochs"]), markup=False)
 
-    cancel = threading.Event()
-    previous = signal.getsignal(signal.SIGINT)
+    def on_message(text: str) -> None:
+        stderr.print(text, markup=False)
 
-    def on_sigint(signum, frame) -> None:
-        if cancel.is_set():  # a second Ctrl-C: stop now (the checkpoint on disk is the last epoch's)
-            raise KeyboardInterrupt
-        cancel.set()
-
-    signal.signal(signal.SIGINT, on_sigint)
+    callbacks = training.TrainCallbacks(on_start, on_batch, on_epoch, downloads.update, on_message)
     try:
-        result = training.train(
-            network, config, training.TrainCallbacks(on_start, on_batch, on_epoch, downloads.update), cancel
-        )
+        with _cancel_on_signals() as cancel:
+            result = training.train(network, config, callbacks, cancel)
     finally:
-        signal.signal(signal.SIGINT, previous)
         downloads.stop()
         bar.stop()
+        distributed.finish()
     if result.epochs:
         lines.print(_result_line(result), markup=False)
     if result.checkpoint:
         lines.print(f"checkpoint: {result.checkpoint}", markup=False)
+    if plot_file and result.checkpoint and result.epochs:
+        plot.plot([result.checkpoint], plot_file)
+        lines.print(f"plot: {plot_file}", markup=False)
     if as_json:
         click.echo(
             json.dumps(
@@ -535,6 +713,56 @@ def train_command(
         )
         stderr.print(message, style="red", markup=False)
         sys.exit(1)
+
+
+@cli.command(name="plot")
+@click.argument("checkpoints", nargs=-1, required=True, type=click.Path(dir_okay=False, path_type=str))
+@click.option("-o", "--output", required=True, metavar="FILE", help="FILE.png, .pdf or .svg (plot extra).")
+@click.option("--title", help="The figure's heading (default: training curves).")
+def plot_command(checkpoints: tuple[str, ...], output: str, title: str | None) -> None:
+    """Train and test loss and test accuracy per epoch of CHECKPOINTS, one colour per run."""
+    from convcalc import plot
+
+    plot.check_output(output)
+    plot.plot(list(checkpoints), output, title)
+    stderr.print(f"wrote {output}", markup=False)
+
+
+@cli.command(name="rf")
+@click.argument("spec", type=click.Path(dir_okay=False, path_type=str))
+@click.option("--layer", required=True, metavar="NAME", help="The layer whose unit is drawn (e.g. c3).")
+@click.option("--unit", metavar="ROW,COL",
+              help="The unit (I in 1-D, D,ROW,COL in 3-D).  [default: the centre]")  # fmt: skip
+@click.option("--image", type=click.Path(dir_okay=False, path_type=str),
+              help="Draw on this image (PNG, JPEG).")  # fmt: skip
+@click.option("--dataset", type=click.Choice(["mnist", "fashion-mnist", "kmnist"]),
+              help="Draw on a test image.")  # fmt: skip
+@click.option("--index", type=click.IntRange(min=0), default=0, show_default=True,
+              help="Which --dataset image.")  # fmt: skip
+@click.option("--data-dir", metavar="DIR", help="The data set's folder (default: as for `convcalc train`).")
+@click.option("--checkpoint", type=click.Path(dir_okay=False, path_type=str),
+              help="Trained weights (default: random weights, seeded).")  # fmt: skip
+@click.option("--seed", type=int, default=0, show_default=True, help="Seeds the random weights and noise.")
+@click.option("-o", "--output", required=True, metavar="FILE", help="FILE.png, .pdf or .svg (plot extra).")
+def rf_command(spec: str, layer: str, unit: str | None, image: str | None, dataset: str | None, index: int,
+               data_dir: str | None, checkpoint: str | None, seed: int, output: str) -> None:  # fmt: skip
+    """A unit's theoretical receptive field (the engine's) and effective one (a gradient heat map)."""
+    from convcalc import plot, rf
+
+    plot.check_output(output)
+    if image and dataset:
+        raise click.UsageError("give --image or --dataset, not both")
+    network = _load(spec)
+    ckpt = None
+    if checkpoint:
+        from convcalc.train import load_checkpoint
+
+        ckpt = (checkpoint, load_checkpoint(checkpoint))
+    picture = rf.input_image(tuple(network.input), image, dataset, index, data_dir)
+    field = rf.receptive_field(network, layer, unit, picture, ckpt, seed)
+    rf.write(field, output)
+    click.echo(rf.caption(field))
+    stderr.print(f"wrote {output}", markup=False)
 
 
 @cli.command(name="evaluate")
@@ -573,7 +801,7 @@ def data_group() -> None:
 
 
 @data_group.command(name="fetch")
-@click.argument("dataset", type=click.Choice(["mnist", "fashion-mnist", "kmnist"]))
+@click.argument("dataset", type=click.Choice(["mnist", "fashion-mnist", "kmnist", "cifar10"]))
 @click.option(
     "--data-dir",
     metavar="DIR",
@@ -584,10 +812,11 @@ def data_group() -> None:
     "mirrors",
     metavar="URL",
     multiple=True,
-    help="Base URL to fetch <file>.gz from instead of the public mirrors (repeatable, tried in order).",
+    help="Base URL to fetch <file>.gz (cifar10: the archive) from instead of the public mirrors "
+    "(repeatable, tried in order).",
 )
 def data_fetch(dataset: str, data_dir: str | None, mirrors: tuple[str, ...]) -> None:
-    """Download DATASET's four files (each checked against its published MD5)."""
+    """Download DATASET's files (each checked against its published MD5)."""
     from convcalc import data
 
     with _Downloads() as downloads:
@@ -598,7 +827,7 @@ def data_fetch(dataset: str, data_dir: str | None, mirrors: tuple[str, ...]) -> 
 
 
 @data_group.command(name="info")
-@click.argument("dataset", required=False, type=click.Choice(["mnist", "fashion-mnist", "kmnist"]))
+@click.argument("dataset", required=False, type=click.Choice(["mnist", "fashion-mnist", "kmnist", "cifar10"]))
 @click.option(
     "--data-dir", metavar="DIR", help="Look in this folder first (the data set's own; needs DATASET)."
 )
