@@ -13,7 +13,7 @@ import pytest
 
 torch = pytest.importorskip("torch")
 
-from textual.widgets import Select  # noqa: E402
+from textual.widgets import Input, Select  # noqa: E402
 
 from convcalc import train  # noqa: E402
 from convcalc.spec import load_spec  # noqa: E402
@@ -175,3 +175,20 @@ async def test_moving_to_another_row_says_the_edit_was_not_applied(tmp_path):
         await pilot.pause()
         assert app.designer.selected == 1 and app.designer.invalid is None
         assert any(note.startswith("Edit not applied: layer 0") and "-1" in note for note in notes)
+
+
+@pilot_test
+async def test_the_form_is_kept_between_visits_and_sets_the_memory_batch():
+    app = lenet_app()
+    async with app.run_test(size=SIZE) as pilot:
+        screen = await open_training(pilot, app)
+        fill(screen, epochs="3", batch_size="32", lr="0.01")
+        await pilot.pause()
+        await pilot.press("escape")
+        await pilot.pause()
+        assert app.screen is app.designer
+        totals = str(app.designer.query_one("#totals").visual)
+        assert "@32" in totals and "@128" not in totals  # training memory at the form's batch size
+        screen = await open_training(pilot, app)
+        values = {key: screen.query_one(f"#{key}", Input).value for key in ("epochs", "batch-size", "lr")}
+        assert values == {"epochs": "3", "batch-size": "32", "lr": "0.01"}

@@ -94,6 +94,8 @@ class DesignerScreen(Screen):
         self.analysis: Analysis = analyze(network)
         self.selected = 0
         self.invalid: tuple[int, str] | None = None  # (row, message) of an edit that does not validate
+        # the training form as last left (input id -> text), kept between visits of the screen
+        self.train_form: dict[str, str] = {}
         self._shown: list[list[Text]] = []  # the table's cells as last drawn
         self._shown_results: list[tuple[LayerResult, bool]] = []  # what they show: (row, invalid)
 
@@ -198,6 +200,15 @@ class DesignerScreen(Screen):
         if rows and table.cursor_row != self.selected:
             table.move_cursor(row=self.selected, animate=False)
 
+    @property
+    def train_batch(self) -> int:
+        """The training form's batch size, as last left there; else ``convcalc train``'s default."""
+        text = self.train_form.get("batch-size", "")
+        return int(text) if text.isdigit() and 0 < int(text) < 2**31 else memory.DEFAULT_BATCH
+
+    def on_screen_resume(self) -> None:
+        self._update_totals()  # back from the training screen: its batch size may have changed
+
     def _update_totals(self) -> None:
         a = self.analysis
         text = Text()
@@ -208,10 +219,11 @@ class DesignerScreen(Screen):
         text.append("   MACs ", "dim").append(render.human_count(a.total_macs), "bold")
         text.append("   outputs ", "dim").append(render.human_bytes(a.total_memory_bytes), "bold")
         text.append("/sample", "dim")
-        if a.ok:  # the training screen's default batch and optimizer (the designer has no batch size)
-            train = memory.training_memory(a).training_peak(memory.DEFAULT_BATCH)
+        if a.ok:  # at the training form's batch size (its default until the form says otherwise)
+            batch = self.train_batch
+            train = memory.training_memory(a).training_peak(batch)
             text.append("   train ", "dim").append(render.human_bytes(train), "bold")
-            text.append(f" @{memory.DEFAULT_BATCH}", "dim")
+            text.append(f" @{batch}", "dim")
         text.append("\n")
         if self.invalid is not None:
             text.append(f"✗ layer {self.invalid[0]}: {self.invalid[1]}", "bold red")

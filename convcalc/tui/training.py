@@ -181,6 +181,8 @@ class TrainingScreen(Screen):
         self.query_one("#epochs", Input).value = str(event.defaults.epochs)
         self.query_one("#batch-size", Input).value = str(event.defaults.batch_size)
         self.query_one("#lr", Input).value = f"{event.defaults.lr:g}"
+        for key, text in self._kept_form().items():  # the form as the last visit left it
+            self.query_one(f"#{key}", Input).value = text
         self._update_out_placeholder()
         self.query_one("#start", Button).disabled = False
         self.query_one("#train-stats", Static).update("Ready: press Start.")
@@ -376,6 +378,19 @@ class TrainingScreen(Screen):
 
     def on_unmount(self) -> None:
         self.cancel.set()
+
+    _KEPT = ("data-dir", "epochs", "batch-size", "lr", "limit", "out")
+
+    def _kept_form(self) -> dict[str, str]:
+        designer = getattr(self.app, "designer", None)
+        return getattr(designer, "train_form", {})
+
+    @on(Input.Changed)
+    def _keep_form(self, event: Input.Changed) -> None:
+        """Every change of a text field is kept for the next visit (and the designer's totals
+        bar shows training memory at the batch size typed here)."""
+        if self.defaults is not None and event.input.id in self._KEPT:
+            self._kept_form()[event.input.id] = event.value
 
     # The worker --------------------------------------------------------------------------
 
