@@ -113,10 +113,12 @@ async def test_leaving_or_quitting_a_running_training_asks(images, tmp_path):
         assert app.screen is screen and screen.running
         await pilot.press("escape")
         await pilot.pause()
+        assert isinstance(app.screen, ConfirmDialog)
         await pilot.click("#yes")  # stop and go back
-        await wait_for(pilot, lambda: screen.result is not None)
-        assert screen.result.cancelled and app.screen is app.designer
-        assert (tmp_path / "long.pt").exists()
+        await wait_for(pilot, lambda: screen.result is not None)  # the run ends, then the screen goes
+        await wait_for(pilot, lambda: app.screen is app.designer)
+        assert screen.result.cancelled and screen.result.checkpoint == str(tmp_path / "long.pt")
+        assert train.load_checkpoint(tmp_path / "long.pt")["complete"] is False
 
 
 @pilot_test

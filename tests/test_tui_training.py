@@ -5,6 +5,7 @@ evaluation of its checkpoint; the data module's message when files are missing."
 from __future__ import annotations
 
 import math
+from dataclasses import replace
 
 import pytest
 
@@ -86,6 +87,40 @@ async def test_defaults_are_train_configs():
         assert float(screen.query_one("#lr", Input).value) == defaults.lr
         assert not screen.query_one("#start").disabled and screen.query_one("#stop").disabled
         assert screen.focused is screen.query_one("#dataset", Select)  # typing starts at the form
+        assert screen._config() == replace(
+            defaults, data_dir=None, out=None
+        )  # the form says train's defaults
+
+
+@pilot_test
+async def test_optimizer_schedule_seed_device_precision_and_data_sets_reach_the_run():
+    app = lenet_app()
+    async with app.run_test(size=SIZE) as pilot:
+        screen = await open_training(pilot, app)
+        datasets = [value for _, value in screen.query_one("#dataset", Select)._options]
+        assert {"mnist", "fashion-mnist", "kmnist", "cifar10", "folder"} <= set(datasets)
+        devices = [value for _, value in screen.query_one("#device", Select)._options]
+        assert devices[:2] == ["auto", "cpu"] and ("cuda" in devices) == torch.cuda.is_available()
+        for key, value in (
+            ("optimizer", "sgd"),
+            ("schedule", "cosine"),
+            ("device", "cpu"),
+            ("precision", "bf16"),
+        ):
+            screen.query_one(f"#{key}", Select).value = value
+        fill(screen, seed="7")
+        await pilot.pause()
+        config = screen._config()
+        assert (config.optimizer, config.schedule, config.seed, config.device, config.amp) == (
+            "sgd",
+            "cosine",
+            7,
+            "cpu",
+            "bf16",
+        )
+        fill(screen, seed="-1")
+        with pytest.raises(ValueError, match="seed"):
+            screen._config()
 
 
 @pilot_test
@@ -168,7 +203,7 @@ async def test_bad_settings_and_unfit_specs_are_reported(digits, tmp_path):
         await designer._apply(designer.network.model_copy(update={"input": (3, 32, 32)}))
         await open_training(pilot, app)
         screen = app.screen
-        fill(screen, data_dir=str(digits), out=str(tmp_path / "y.pt"))
+        fill(screen, data_dir=str(digits), epochs="1", out=str(tmp_path / "y.pt"))  # the form kept "0"
         await pilot.click("#start")
         await pilot.pause()
         assert isinstance(app.screen, UnsavedDialog)  # the edited spec is not saved: asked first

@@ -30,6 +30,16 @@ from convcalc.engine import analyze, fmt_shape
 from convcalc.errors import ConvcalcError
 from convcalc.spec import Network
 
+# The form's choices: train.TrainConfig's values (``amp``: "" is float32)
+_OPTIMIZERS = ("adam", "adamw", "sgd")
+_SCHEDULES = ("onecycle", "cosine", "constant")
+_PRECISIONS = [("float32", ""), ("bfloat16 autocast", "bf16"), ("float16 autocast", "fp16")]
+
+
+def _pairs(options) -> list[tuple[str, str]]:
+    return [(option, option) for option in options]
+
+
 _BATCH_UPDATE_SECONDS = 0.1  # at most ~10 progress messages a second from the training thread
 
 
@@ -40,6 +50,7 @@ _BATCH_UPDATE_SECONDS = 0.1  # at most ~10 progress messages a second from the t
 class TrainerReady(Message):
     defaults: Any  # TrainConfig()
     datasets: list[str]
+    devices: list[str]  # "auto", "cpu" and the accelerators torch sees
 
 
 @dataclass
@@ -96,6 +107,7 @@ class TrainingScreen(Screen):
         self.cancel = threading.Event()
         self.defaults: Any = None
         self.result: Any = None
+        self.after_stop: Any = None  # what to do once a run stopped on leaving has ended
         self.batch_losses: list[tuple[float, float]] = []  # (epoch as a fraction, loss)
         self.epochs: list[Any] = []  # EpochMetrics
         self.total_epochs = 0
@@ -119,6 +131,19 @@ class TrainingScreen(Screen):
                 yield self._row("epochs", Input(id="epochs", compact=True, type="integer"))
                 yield self._row("batch size", Input(id="batch-size", compact=True, type="integer"))
                 yield self._row("learning rate", Input(id="lr", compact=True, type="number"))
+                yield self._row(
+                    "optimizer", Select(_pairs(_OPTIMIZERS), id="optimizer", compact=True, allow_blank=False)
+                )
+                yield self._row(
+                    "schedule", Select(_pairs(_SCHEDULES), id="schedule", compact=True, allow_blank=False)
+                )
+                yield self._row("seed", Input(id="seed", compact=True, type="integer"))
+                yield self._row(
+                    "device", Select(_pairs(["auto"]), id="device", compact=True, allow_blank=False)
+                )
+                yield self._row(
+                    "precision", Select(_PRECISIONS, id="precision", compact=True, allow_blank=False)
+                )
                 yield self._row(
                     "limit", Input(id="limit", compact=True, type="integer", placeholder="all images")
                 )
@@ -169,7 +194,12 @@ class TrainingScreen(Screen):
         except Exception as error:  # torch missing or broken: say so in the app
             self.post_message(TrainerFailed(f"cannot load PyTorch: {error}"))
             return
-        self.post_message(TrainerReady(train.TrainConfig(), list(data.DATASETS)))
+        import torch
+
+        devices = ["auto", "cpu", *(["cuda"] if torch.cuda.is_available() else [])]
+        mps = getattr(torch.backends, "mps", None)
+        devices += ["mps"] if mps is not None and mps.is_available() else []
+        self.post_message(TrainerReady(train.TrainConfig(), [*data.DATASETS, train.FOLDER], devices))
 
     @on(TrainerReady)
     def _ready(self, event: TrainerReady) -> None:
@@ -181,8 +211,16 @@ class TrainingScreen(Screen):
         self.query_one("#epochs", Input).value = str(event.defaults.epochs)
         self.query_one("#batch-size", Input).value = str(event.defaults.batch_size)
         self.query_one("#lr", Input).value = f"{event.defaults.lr:g}"
+        self.query_one("#seed", Input).value = str(event.defaults.seed)
+        self.query_one("#device", Select).set_options(_pairs(event.devices))
+        for key in ("optimizer", "schedule", "device"):
+            self.query_one(f"#{key}", Select).value = getattr(event.defaults, key)
         for key, text in self._kept_form().items():  # the form as the last visit left it
-            self.query_one(f"#{key}", Input).value = text
+            widget = self.query_one(f"#{key}")
+            if isinstance(widget, Input):
+                widget.value = text
+            elif any(value == text for _, value in widget._options):
+                widget.value = text
         self._update_out_placeholder()
         self.query_one("#start", Button).disabled = False
         self.query_one("#train-stats", Static).update("Ready: press Start.")
@@ -239,6 +277,10 @@ class TrainingScreen(Screen):
                 raise ValueError(f"{label}: must be greater than 0 (got {text})")
             return value
 
+        seed_text = self.query_one("#seed", Input).value.strip()
+        if not seed_text.isdigit():
+            raise ValueError(f"seed: {seed_text!r} is not a whole number of 0 or more")
+        seed = int(seed_text)
         data_dir = self.query_one("#data-dir", Input).value.strip() or None
         out = self.query_one("#out", Input).value.strip() or None
         return replace(
@@ -251,6 +293,11 @@ class TrainingScreen(Screen):
             lr=number("#lr", "learning rate", float),
             limit=number("#limit", "limit", int, optional=True),
             out=out,
+            optimizer=self.query_one("#optimizer", Select).value,
+            schedule=self.query_one("#schedule", Select).value,
+            seed=seed,
+            device=self.query_one("#device", Select).value,
+            amp=self.query_one("#precision", Select).value or None,
         )
 
     def action_start(self) -> None:
@@ -359,14 +406,17 @@ class TrainingScreen(Screen):
         self.confirm_stop("go back to the designer", self.app.pop_screen)
 
     def confirm_stop(self, then: str, proceed) -> None:
-        """Leaving a running training asks first; yes stops it (its checkpoint is saved)."""
+        """Leaving a running training asks first; yes stops it and goes on once the run has
+        ended and saved its checkpoint (after the current batch), so nothing runs on unseen."""
         from convcalc.tui.dialogs import ConfirmDialog
 
         def answered(yes: bool | None) -> None:
-            if yes and self.running:
+            if not yes:
+                return
+            if self.running:
+                self.after_stop = proceed
                 self.action_stop()
-                self.notify("Training stopped; the checkpoint is kept.", timeout=4)
-            if yes:
+            else:
                 proceed()
 
         question = (
@@ -379,7 +429,8 @@ class TrainingScreen(Screen):
     def on_unmount(self) -> None:
         self.cancel.set()
 
-    _KEPT = ("data-dir", "epochs", "batch-size", "lr", "limit", "out")
+    _KEPT = ("dataset", "data-dir", "epochs", "batch-size", "lr", "optimizer", "schedule", "seed", "device",
+             "precision", "limit", "out")  # fmt: skip
 
     def _kept_form(self) -> dict[str, str]:
         designer = getattr(self.app, "designer", None)
@@ -391,6 +442,11 @@ class TrainingScreen(Screen):
         bar shows training memory at the batch size typed here)."""
         if self.defaults is not None and event.input.id in self._KEPT:
             self._kept_form()[event.input.id] = event.value
+
+    @on(Select.Changed)
+    def _keep_choice(self, event: Select.Changed) -> None:
+        if self.defaults is not None and event.select.id in self._KEPT and isinstance(event.value, str):
+            self._kept_form()[event.select.id] = event.value
 
     # The worker --------------------------------------------------------------------------
 
@@ -498,6 +554,10 @@ class TrainingScreen(Screen):
             else "Done."
         )
         self._update_out_placeholder()  # resume now offers the checkpoint just written
+        if self.after_stop is not None:  # the run was stopped to leave the screen or quit
+            proceed, self.after_stop = self.after_stop, None
+            self.notify("Training stopped; the checkpoint is kept.", timeout=4)
+            proceed()
 
     def _draw_plots(self) -> None:
         loss = self.query_one("#loss-plot", PlotextPlot)
