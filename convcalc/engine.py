@@ -51,6 +51,9 @@ if TYPE_CHECKING:  # annotations only: pydantic is not imported at run time
     from convcalc import spec as S
 
 _NOTHING_INFERRED: Mapping[str, Any] = MappingProxyType({})  # a shared default: read-only
+# A named tuple built from a complete tuple of its fields, without the Python frame of its
+# generated __new__: the walk builds two per node (Input, LayerResult), 10% of its time.
+_new_row = tuple.__new__
 
 __all__ = [
     "BYTES_PER_ELEMENT", "EXACT_STEPS", "RF", "Analysis", "LayerResult", "Problem", "adaptive_window",
@@ -227,7 +230,11 @@ def _walk(network: S.Network, input_shape: tuple[int, ...] | None) -> Analysis:
                 in_shapes = (shape_in,)
             else:
                 in_shapes = (shapes[i],)
-                inputs = None if in_shapes[0] is None else [Input(in_shapes[0], fields[i], rows[i].name)]
+                inputs = (
+                    None
+                    if in_shapes[0] is None
+                    else [_new_row(Input, (in_shapes[0], fields[i], rows[i].name))]
+                )
         else:
             in_shapes = tuple(shape_in if i == NETWORK_INPUT else shapes[i] for i in reads)
             inputs = None if None in in_shapes else [
@@ -287,12 +294,12 @@ def _walk(network: S.Network, input_shape: tuple[int, ...] | None) -> Analysis:
             shapes.append(None)
             fields.append(None)
             continue
-        rows.append(LayerResult(
+        rows.append(_new_row(LayerResult, (  # every field, in order: LayerResult(...) without its frame
             node.index, node.name, layer.type, layer, in_shapes[0], out.shape, ctx.inferred,
             out.weight, out.bias, out.weight + out.bias - out.frozen, out.buffers, out.macs,
             out.rf, tuple(ctx.explain), row_errors, row_warnings, reads, in_shapes, node.path, node.groups,
             out.regime,
-        ))  # fmt: skip
+        )))  # fmt: skip
         shapes.append(out.shape)
         fields.append(out.rf)
     warnings.extend(Problem(w) for w in graph.warnings)

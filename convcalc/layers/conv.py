@@ -36,7 +36,11 @@ def _geometry(ctx: Ctx, layer: Any, nd: int):
     if fmap is None:
         return None
     check_count(ctx, "in_channels", layer.in_channels, fmap.c)
-    k, s, d = tup(layer.kernel_size, nd), tup(layer.stride, nd), tup(layer.dilation, nd)
+    k, s, d = layer.kernel_size, layer.stride, layer.dilation
+    if type(k) is not int or type(s) is not int or type(d) is not int:  # per axis (the common ints: inline)
+        k, s, d = tup(k, nd), tup(s, nd), tup(d, nd)
+    else:
+        k, s, d = (k,) * nd, (s,) * nd, (d,) * nd
     solved = None
     if layer.padding == "auto":
         solved = solve_padding(ctx, layer, ctx.shape)

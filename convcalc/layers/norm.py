@@ -11,8 +11,8 @@ from convcalc.layers.base import Ctx, Family, Out, check_count, fmt_shape, regis
 def batchnorm(ctx: Ctx, layer: Any, nd: int) -> Out:
     shape = ctx.shape
     # BatchNorm1d takes (C,) or (C, L); 2d (C, H, W); 3d (C, D, H, W) (torch's _check_input_dim)
-    if not (nd == 1 and len(shape) == 1) and spatial(ctx, nd) is None:
-        return Out(None, None)
+    if len(shape) != nd + 1 and not (nd == 1 and len(shape) == 1) and spatial(ctx, nd) is None:
+        return Out(None, None)  # spatial() says what the input should be
     c = shape[0]
     check_count(ctx, "num_features", layer.num_features, c)
     if ctx.errors:
