@@ -8,6 +8,7 @@ import math
 from dataclasses import replace
 
 import pytest
+from rich.console import Console
 
 torch = pytest.importorskip("torch")
 
@@ -211,3 +212,33 @@ async def test_bad_settings_and_unfit_specs_are_reported(digits, tmp_path):
         error = screen.query_one("#train-error", Static)
         await wait_for(pilot, lambda: error.display and not screen.running)
         assert "set `input: [1, 28, 28]` in the spec" in str(error.visual)
+
+
+@pytest.mark.parametrize(("percents", "floor"), [([90.95], 80), ([97.5, 99.1], 80), ([42.0], 30), ([3.0], 0)])
+def test_the_accuracy_axis_starts_at_a_round_floor_under_the_worst_epoch(percents, floor):
+    from convcalc.tui.training import accuracy_floor
+
+    assert accuracy_floor(percents) == floor
+
+
+@pilot_test
+async def test_the_dashboard_shows_an_epoch_table_elapsed_and_eta(digits, tmp_path):
+    app = lenet_app()
+    async with app.run_test(size=SIZE) as pilot:
+        screen = await open_training(pilot, app)
+        fill(screen, data_dir=str(digits), epochs="200", batch_size="64", out=str(tmp_path / "d.pt"))
+        await pilot.press("ctrl+t")
+        await wait_for(pilot, lambda: len(screen.epochs) >= 2)  # 198 epochs to go: still running
+        stats = str(screen.query_one("#train-stats", Static).visual)
+        assert "elapsed" in stats and "left" in stats
+        await pilot.press("ctrl+b")
+        await wait_for(pilot, lambda: screen.result is not None)
+        assert len(screen.result.epochs) >= 2
+        console = Console(width=40, record=True)
+        console.print(screen.query_one("#epoch-table", Static).content)
+        rows = [line.split() for line in console.export_text().splitlines() if line.strip()]
+        assert rows[0] == ["epoch", "train", "test", "acc", "time"]
+        assert [row[:4] for row in rows[1:]] == [  # one row per epoch, the run's own numbers
+            [str(m.epoch), f"{m.train_loss:.4f}", f"{m.test_loss:.4f}", f"{m.test_accuracy:.2%}"]
+            for m in screen.result.epochs
+        ]

@@ -41,6 +41,7 @@ def _pairs(options) -> list[tuple[str, str]]:
 
 
 _BATCH_UPDATE_SECONDS = 0.1  # at most ~10 progress messages a second from the training thread
+_PLOT_SECONDS = 0.5  # the plots are redrawn at most twice a second while batches arrive (epochs: always)
 
 
 # Messages from the worker threads (post_message is thread-safe) ----------------------------
@@ -112,6 +113,8 @@ class TrainingScreen(Screen):
         self.epochs: list[Any] = []  # EpochMetrics
         self.total_epochs = 0
         self.batches = 0
+        self.started_at, self.plotted_at = 0.0, 0.0  # this run's start; the plots' last redraw
+        self.first_done: int | None = None  # batches done when this run's first batch came in
 
     # Layout -----------------------------------------------------------------------------
 
@@ -155,6 +158,7 @@ class TrainingScreen(Screen):
                     yield Button("Start", id="start", variant="success", disabled=True)
                     yield Button("Stop", id="stop", variant="error", disabled=True)
                 yield Static("", id="train-result")
+                yield Static("", id="epoch-table")
             with Vertical(id="train-main"):
                 with Vertical(id="progress-box"):
                     yield ProgressBar(id="progress", total=1, show_eta=False)
@@ -367,6 +371,7 @@ class TrainingScreen(Screen):
 
     def _start(self, config) -> None:
         self.query_one("#train-result", Static).update("")
+        self.query_one("#epoch-table", Static).update("")
         self.batch_losses, self.epochs, self.result = [], [], None
         self.cancel = threading.Event()
         self.running = True
@@ -495,6 +500,7 @@ class TrainingScreen(Screen):
     @on(RunStarted)
     def _run_started(self, event: RunStarted) -> None:
         self.total_epochs, self.batches = event.epochs, event.batches
+        self.started_at, self.first_done, self.plotted_at = time.perf_counter(), None, 0.0
         self.query_one("#progress", ProgressBar).update(total=event.epochs * event.batches, progress=0)
         self.query_one("#train-stats", Static).update(f"Epoch 1/{event.epochs} starting…")
 
@@ -515,15 +521,36 @@ class TrainingScreen(Screen):
         stats.append(f" · batch {event.batch + 1}/{self.batches}")
         stats.append(f" · loss {event.loss:.4f}")
         stats.append(f" · {event.images_per_second:,.0f} images/s", "cyan")
+        now = time.perf_counter()
+        if self.first_done is None:  # a resumed run starts past 0: its rate counts from here
+            self.first_done = done - 1
+        elapsed, ran = now - self.started_at, done - self.first_done
+        left = (self.total_epochs * self.batches - done) * elapsed / ran if ran else 0.0
+        stats.append(f"\n{_clock(elapsed)} elapsed · about {_clock(left)} left", "dim")
         if self.cancel.is_set():
             stats.append(" · stopping…", "yellow")
         self.query_one("#train-stats", Static).update(stats)
-        self._draw_plots()
+        if now - self.plotted_at >= _PLOT_SECONDS:
+            self.plotted_at = now
+            self._draw_plots()
 
     @on(EpochDone)
     def _epoch_done(self, event: EpochDone) -> None:
         self.epochs.append(event.metrics)
         self._draw_plots()
+        self._show_epochs()
+
+    def _show_epochs(self) -> None:
+        """The epoch table: train loss, test loss, test accuracy and time of each epoch."""
+        from rich.table import Table
+
+        table = Table(box=None, padding=(0, 1), header_style="dim", pad_edge=False)
+        for header in ("epoch", "train", "test", "acc", "time"):
+            table.add_column(header, justify="right")
+        for m in self.epochs[-12:]:  # the last dozen: the form column has room for them
+            table.add_row(str(m.epoch), f"{m.train_loss:.4f}", f"{m.test_loss:.4f}", f"{m.test_accuracy:.2%}",
+                          f"{m.seconds:.1f}s")  # fmt: skip
+        self.query_one("#epoch-table", Static).update(table)
 
     @on(RunFinished)
     def _finished(self, event: RunFinished) -> None:
@@ -571,13 +598,12 @@ class TrainingScreen(Screen):
                 label="train (batch)",
                 marker="braille",
             )
-        if self.epochs:
-            plt.plot(
-                [m.epoch for m in self.epochs],
-                [m.test_loss for m in self.epochs],
-                label="test",
-                marker="braille",
+        if self.epochs:  # after the batch losses, as big points only: drawn above their noise
+            plt.scatter(
+                [m.epoch for m in self.epochs], [m.test_loss for m in self.epochs], label="test", marker="●"
             )
+        if self.total_epochs:
+            plt.xlim(0, self.total_epochs)
         loss.refresh()
         accuracy = self.query_one("#accuracy-plot", PlotextPlot)
         plt = accuracy.plt
@@ -585,7 +611,29 @@ class TrainingScreen(Screen):
         plt.xlabel("epoch")
         plt.ylabel("%")
         if self.epochs:
-            plt.plot(
-                [m.epoch for m in self.epochs], [100 * m.test_accuracy for m in self.epochs], marker="braille"
-            )
+            values = [100 * m.test_accuracy for m in self.epochs]
+            epochs = [m.epoch for m in self.epochs]
+            plt.plot(epochs, values, marker="braille")
+            plt.scatter(epochs, values, marker="●")
+            # from a round floor below the worst epoch to 100%: one point or a 3-point gain is not
+            # blown up to fill the plot (90.95% alone read as a 44-132% axis)
+            plt.ylim(accuracy_floor(values), 100)
+        if self.total_epochs:
+            plt.xlim(1, max(self.total_epochs, 2))
         accuracy.refresh()
+
+
+def accuracy_floor(percents: list[float]) -> float:
+    """The accuracy axis's floor: 10 points under the worst value, down to a multiple of 10
+    (90.95 -> 80, 97.5 -> 80, 42 -> 30), never below 0."""
+    return max(0.0, math.floor((min(percents) - 10) / 10) * 10)
+
+
+def _clock(seconds: float) -> str:
+    """``42 s``, ``3:07``, ``1:02:09``."""
+    seconds = int(round(seconds))
+    if seconds < 60:
+        return f"{seconds} s"
+    minutes, secs = divmod(seconds, 60)
+    hours, minutes = divmod(minutes, 60)
+    return f"{hours}:{minutes:02d}:{secs:02d}" if hours else f"{minutes}:{secs:02d}"
