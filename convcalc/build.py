@@ -20,7 +20,6 @@ from torch import nn
 from convcalc import spec as S
 from convcalc.engine import Analysis, analyze, graph_of
 from convcalc.errors import ConvcalcError
-from convcalc.files import write_atomically  # noqa: F401 (export -o and import -o write with it)
 from convcalc.graph import NETWORK_INPUT, Graph
 
 

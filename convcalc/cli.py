@@ -226,7 +226,8 @@ def memory_command(spec: str, input_size: str | None, batch_size: int | None, op
 @click.option("-o", "--output", metavar="FILE", help="Write to FILE (atomically) instead of stdout.")
 def export_command(spec: str, output: str | None) -> None:
     """Write SPEC as standalone PyTorch source: an nn.Module subclass needing only torch."""
-    from convcalc.build import export_source, write_atomically
+    from convcalc.build import export_source
+    from convcalc.files import write_atomically
 
     source = export_source(_load(spec))
     if output is None:
@@ -258,7 +259,7 @@ def import_command(target: str, input_size: str | None, arguments: tuple[str, ..
 
     import yaml
 
-    from convcalc.build import write_atomically
+    from convcalc.files import write_atomically
     from convcalc.importer import import_target
     from convcalc.spec import dump_spec, spec_to_data
 
@@ -305,6 +306,7 @@ def draw_command(spec: str, output: str, style: str | None, depth: int | None, t
     Graphviz source. Every number is the engine's; a spec file needs no torch."""
     from convcalc import draw
     from convcalc.engine import analyze
+    from convcalc.files import write_atomically
 
     kind = draw.output_kind(output)  # a wrong suffix fails before any work
     analysis = analyze(_load(spec, _input_shape(input_size), plain=True))
@@ -317,7 +319,7 @@ def draw_command(spec: str, output: str, style: str | None, depth: int | None, t
     if output == "-":
         sys.stdout.buffer.write(data)
     else:
-        draw.write_atomically(output, data)
+        write_atomically(output, data)
         stderr.print(f"wrote {output}", markup=False)
     if analysis.warnings:
         from convcalc.render import problems_text

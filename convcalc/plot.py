@@ -142,7 +142,7 @@ def _finite(values: tuple[float, ...]) -> list[float]:
 
 def plot(paths: list[str], output: str, title: str | None = None) -> None:
     """Write the curves of the checkpoints at ``paths`` to ``output`` (atomically)."""
-    from convcalc.draw import write_atomically
+    from convcalc.files import write_atomically
 
     kind = check_output(output)
     fig = figure(load_runs(paths), title)

@@ -299,7 +299,7 @@ def figure(field: Field) -> Any:
 
 
 def write(field: Field, path: str) -> None:
-    from convcalc.draw import write_atomically
+    from convcalc.files import write_atomically
     from convcalc.plot import _pyplot, check_output
 
     kind = check_output(path)

@@ -18,9 +18,10 @@ import pytest
 import torch
 
 from convcalc import spec as S
-from convcalc.build import build_model, class_name, export_source, write_atomically
+from convcalc.build import build_model, class_name, export_source
 from convcalc.engine import analyze
 from convcalc.errors import ConvcalcError
+from convcalc.files import write_atomically
 from tests.conftest import SHIPPED_SPECS, SPECS, run_cli
 
 torch.set_num_threads(1)

@@ -15,7 +15,6 @@ from convcalc.draw import blocks, graph
 from convcalc.draw.svg import THEMES, Svg, legend, text_width
 from convcalc.engine import Analysis, fmt_shape
 from convcalc.errors import ConvcalcError
-from convcalc.files import write_atomically  # noqa: F401 (draw, plot and rf write with it)
 
 SUFFIXES = (".svg", ".png", ".pdf", ".dot")
 TITLE_SIZE, SUBTITLE_SIZE = 18.0, 11.5

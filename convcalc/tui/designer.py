@@ -517,7 +517,7 @@ class DesignerScreen(Screen):
             network = model.editable(load_spec(path), path)  # a SpecError is shown in the dialog
             self.app.call_later(self.open_network, network, path)
 
-        self._unless_unsaved(
+        self.unless_unsaved(
             "Open another spec", lambda: self.app.push_screen(PathDialog("Open spec", "", load, browse=True))
         )
 
@@ -525,10 +525,11 @@ class DesignerScreen(Screen):
         def new() -> None:
             self.app.call_later(self.open_network, Network(name="network", input=model.NEW_INPUT), None)
 
-        self._unless_unsaved("Start a new spec", new)
+        self.unless_unsaved("Start a new spec", new)
 
-    def _unless_unsaved(self, what: str, proceed, discard_label: str = "Discard") -> None:
-        """Run ``proceed`` now, or after asking what to do with unsaved changes."""
+    def unless_unsaved(self, what: str, proceed, discard_label: str = "Discard", why: str = "") -> None:
+        """Run ``proceed`` now, or after asking what to do with unsaved changes (``why``: a
+        sentence after the question)."""
         if not self.dirty:
             proceed()
             return
@@ -549,14 +550,17 @@ class DesignerScreen(Screen):
                 proceed()
 
         self.app.push_screen(
-            UnsavedDialog(f"{what}: save the changes to {where} first?", discard_label), answered
+            UnsavedDialog(
+                f"{what}: save the changes to {where} first?{' ' + why if why else ''}", discard_label
+            ),
+            answered,
         )
 
     def request_quit(self) -> None:
         self._unless_invalid(
             "Quit",
             "Quit anyway",
-            lambda: self._unless_unsaved("Quit", self.app.exit, discard_label="Quit without saving"),
+            lambda: self.unless_unsaved("Quit", self.app.exit, discard_label="Quit without saving"),
         )
 
     def action_train(self) -> None:

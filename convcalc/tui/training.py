@@ -338,36 +338,16 @@ class TrainingScreen(Screen):
         return replace(config, out=str(free))
 
     def _unless_unsaved_spec(self, proceed) -> None:
-        """Start now, or after offering to save the designer's changes first: a checkpoint holds
+        """Start now, or after the designer offers to save its changes first: a checkpoint holds
         the spec it trained, so ``convcalc train SPEC --resume`` continues it only if SPEC's
         file is that spec."""
-        from convcalc.tui.dialogs import UnsavedDialog
-
         designer = getattr(self.app, "designer", None)
-        if designer is None or not designer.dirty:
+        if designer is None:
             proceed()
             return
-        where = str(designer.path) if designer.path else "a file"
-
-        def answered(choice: str | None) -> None:
-            if choice == "discard":
-                proceed()
-            elif choice == "save":
-                if designer.path is None:
-                    designer.action_save_as(then=proceed)
-                    return
-                try:
-                    designer.save_to(designer.path)
-                except ConvcalcError as failure:
-                    self.notify(str(failure), title="Not saved", severity="error", timeout=10)
-                    return
-                proceed()
-
-        question = (
-            f"Train: save the changes to {where} first? Then `convcalc train {where} --resume` "
-            "can continue this run from the command line."
-        )
-        self.app.push_screen(UnsavedDialog(question, "Train without saving"), answered)
+        where = str(designer.path) if designer.path else "SPEC"
+        why = f"Then `convcalc train {where} --resume` can continue this run from the command line."
+        designer.unless_unsaved("Train", proceed, "Train without saving", why)
 
     def _start(self, config) -> None:
         self.query_one("#train-result", Static).update("")
