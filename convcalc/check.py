@@ -23,6 +23,7 @@ gradient of one output unit are exactly the pixels that unit sees.
 from __future__ import annotations
 
 import math
+import re
 import warnings
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
@@ -117,6 +118,9 @@ def _skeleton_step(m: nn.Module, row: LayerResult) -> Step | None:
         return _one(lambda x: F.avg_pool2d(x, m.downscale_factor))
     if kind == "Unflatten":
         return None
+    if kind == "Chunk":  # along channels every piece sees what the one skeleton channel sees
+        channels = m.dim % (len(row.input_shape) + 1) == 1 and len(row.input_shape) > 1
+        return _one(lambda x: x if channels else x.chunk(m.chunks, m.dim)[m.index])
     return _one(lambda x: x)  # activations, BatchNorm, Dropout, Identity, ChannelShuffle: pointwise
 
 
@@ -416,6 +420,14 @@ def torchinfo_summary(network: S.Network, batch: int = 1, depth: int = 1):
         )
 
 
+def torchinfo_text(stats: Any) -> str:
+    """torchinfo's table as it means it: ``Total mult-adds (M): 0.29``. Its unit is a str enum
+    put in an f-string, which Python 3.11+ writes as ``(Units.MEGABYTES)``."""
+    from torchinfo.enums import Units
+
+    return re.sub(r"\(Units\.([A-Z]+)\)", lambda unit: f"({Units[unit[1]].value})", str(stats))
+
+
 def _torchinfo_path(info: Any) -> str:
     """The module path of one of torchinfo's rows (``layer1.0.conv1``), from its parents."""
     parts = []
@@ -461,8 +473,8 @@ def _torchinfo_comparisons(analysis: Analysis, network: S.Network) -> list[Compa
 #   adaptive pool whose bins differ in size (the largest bin and the mean stride), or a window
 #   over an axis already made global: the engine documents its size as an upper bound there, and
 #   that is what is checked (probe size ≤ engine size). Its start is an approximation (the mean
-#   stride can put a centre up to a jump away), so positions are not compared, nor the union of
-#   such fields after a Flatten.
+#   stride can put a centre up to a jump away), so positions are not compared; the union of such
+#   fields after a Flatten ("within") must hold the probe's, its ends rounded out to whole pixels.
 
 
 @dataclass(frozen=True)
@@ -508,6 +520,10 @@ def _rf_comparisons(analysis: Analysis, network: S.Network) -> list[Comparison]:
         if len(row.output_shape) == nd + 1:
             picks = [_pick_units(rf[a], row.output_shape[1 + a], n_in[a], regime[a]) for a in axes]
             units: list[Unit] = [tuple(picks[a][u] for a in axes) for u in (0, 1)]
+            # and the corner units: a wrong jump (e.g. a Softmax over W given jump = size) puts
+            # every unit but the first outside the input, where no "inside" unit would be picked
+            last = tuple(row.output_shape[1 + a] - 1 for a in axes)
+            units += [u for u in ((0,) * nd, last) if u not in units]
         else:
             units = [None]
         plans[row.index] = [
@@ -593,7 +609,12 @@ def _pick_units(rf: RF, out: int, n: int, regime: str) -> tuple[int, int]:
 
 def _expect(rf: RF, i: int | None, n: int, regime: str, union_clipped: tuple[bool, bool]) -> _Expect | None:
     if regime == "bound":
-        return None if i is None else _Expect(0, 0, False, False, "bound", rf.size)
+        if i is not None:
+            return _Expect(0, 0, False, False, "bound", rf.size)
+        # the union after a Flatten: it must hold what the probe sees, to the whole pixel
+        lo, hi = _span(rf, 0)
+        lo, hi = math.floor(max(0.0, lo) + 1e-9), math.ceil(min(n - 1.0, hi) - 1e-9)
+        return _Expect(lo, hi, False, False, "within")
     if regime == "union":
         lo, hi = _span(rf, 0)  # the engine's union, already clipped
         return _Expect(lo, hi, not union_clipped[0], not union_clipped[1], "union")

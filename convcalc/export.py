@@ -15,28 +15,233 @@ The source is laid out as ``ruff format`` would (88 columns), so it passes a sto
 
 from __future__ import annotations
 
+import ast
 import inspect
 import keyword
+import math
 import re
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
-from convcalc.build import (
-    _POSITIONAL,
-    _batch_shape,
-    _constructor_values,
-    _size_literal,
-    class_name,
-    constructor_name,
-    doc_safe,
-    own_layer_sources,
-    source_header,
-)
-from convcalc.engine import Analysis, LayerResult
+from convcalc import spec as S
+from convcalc.engine import Analysis, LayerResult, analyze
+from convcalc.errors import ConvcalcError
 from convcalc.graph import NETWORK_INPUT
+from convcalc.torch_signatures import SIGNATURES
 
-WIDTH = 88
+WIDTH = 88  # ruff's and black's default line length, so the file passes a stock `ruff check`
 _MERGES = ("Add", "Mul", "Cat")
+
+
+# --------------------------------------------------------------------------------------
+# What a spec layer's torch module takes, without torch
+
+
+class BuildError(ConvcalcError):
+    """The spec has engine errors, so no model can be built; ``analysis`` says which."""
+
+    def __init__(self, analysis: Analysis):
+        self.analysis = analysis
+        super().__init__("\n".join(str(problem) for problem in analysis.errors))
+
+
+def valid_analysis(network: S.Network) -> Analysis:
+    """The engine's analysis of a network that can be built; ``BuildError`` otherwise."""
+    analysis = analyze(network)
+    if not analysis.ok:
+        raise BuildError(analysis)
+    return analysis
+
+
+def module_kwargs(layer: S._Layer, inferred: dict[str, int]) -> dict[str, Any]:
+    """The constructor arguments of ``torch.nn.<layer.type>``: the spec's fields that the
+    constructor takes (not ``type``, ``name`` or other spec-only fields), with what the engine
+    inferred filled in."""
+    accepted = {name for name, _ in SIGNATURES[layer.type]}
+    kwargs = layer.model_dump(exclude={"type", "name"})
+    kwargs = {key: tuple(value) if isinstance(value, list) else value  # pairs may come back as lists
+              for key, value in kwargs.items() if key in accepted}  # fmt: skip
+    kwargs.update(inferred)
+    return kwargs
+
+
+# Spec types that are convcalc's own modules (convcalc.build), not torch.nn's: exported with
+# their source
+OWN_LAYERS = ("StochasticDepth", "Chunk")
+
+
+def constructor_name(type_name: str) -> str:
+    """How exported source calls it: ``nn.Conv2d``, or ``StochasticDepth`` (defined in the file)."""
+    return type_name if type_name in OWN_LAYERS else f"nn.{type_name}"
+
+
+def own_layer_sources(analysis: Analysis) -> list[str]:
+    """The classes of ``OWN_LAYERS`` the network uses, as source lines for an exported file:
+    the very code the built model runs, read from convcalc/build.py (not imported: torch)."""
+    used = {row.type for row in analysis.rows} & set(OWN_LAYERS)
+    if not used:
+        return []
+    text = (Path(__file__).parent / "build.py").read_text(encoding="utf-8")
+    classes = {node.name: node for node in ast.parse(text).body if isinstance(node, ast.ClassDef)}
+    lines: list[str] = []
+    for name in OWN_LAYERS:
+        if name in used:
+            lines += ["", "", *ast.get_source_segment(text, classes[name]).split("\n")]
+    return lines
+
+
+# --------------------------------------------------------------------------------------
+# A plain stack as source (graphs: ``graph_source``)
+
+# Sizes written as the first positional arguments, as PyTorch code usually does
+# (``nn.Conv2d(1, 6, kernel_size=5)``, ``nn.Linear(256, 120)``); everything else by keyword.
+_POSITIONAL = {
+    **{
+        f"{kind}{nd}d": ("in_channels", "out_channels")
+        for kind in ("Conv", "ConvTranspose")
+        for nd in (1, 2, 3)
+    },
+    **{f"BatchNorm{nd}d": ("num_features",) for nd in (1, 2, 3)},
+    "Linear": ("in_features", "out_features"),
+}
+
+
+def doc_safe(text: str) -> str:
+    """``text`` as it can stand in a docstring: backslashes, quotes and control characters
+    escaped (a name like ``a \\N "b"`` must not break the exported source)."""
+    return text.encode("unicode_escape").decode("ascii").replace('"', '\\"')
+
+
+def class_name(network_name: str) -> str:
+    """The exported class's name: ``lenet`` -> ``Lenet``, ``dilated_context`` -> ``DilatedContext``."""
+    words = [word for word in re.split(r"[^0-9A-Za-z]+", network_name) if word]
+    name = "".join(word[0].upper() + word[1:] for word in words) or "Network"
+    return name if name[0].isalpha() else f"Net{name}"
+
+
+def export_source(network: S.Network) -> str:
+    """Readable PyTorch source of the network: an ``nn.Module`` subclass that needs only torch,
+    every size written out, the shape after each step as a comment; instantiable with no
+    arguments and equal, module for module, to ``build_model(network)``."""
+    analysis = valid_analysis(network)
+    # graph_source also writes names that are no identifiers (block1-0) with add_module/getattr
+    if not analysis.straight or any(
+        row.type in _MERGES or not row.name.isidentifier() for row in analysis.rows
+    ):
+        return graph_source(network, analysis)
+    cls = class_name(network.name)
+    shape_in, shape_out = _batch_shape(analysis.input_shape), _batch_shape(analysis.output_shape)
+    init = [line for row in analysis.rows for line in _init_lines(row, analysis)]
+    forward = [f"        x = self.{row.name}(x)  # {_batch_shape(row.output_shape)}" for row in analysis.rows]
+    lines = [
+        *source_header(network, analysis),
+        *own_layer_sources(analysis),
+        "",
+        "",
+        f"class {cls}(nn.Module):",
+        f'    """{doc_safe(network.name)}, {_layers(len(analysis.rows))}: {shape_in} -> {shape_out}."""',
+        "",
+        "    def __init__(self) -> None:",
+        "        super().__init__()",
+        *init,
+        "",
+        "    def forward(self, x: torch.Tensor) -> torch.Tensor:",
+        f"        # x: {shape_in}",
+        *forward,
+        "        return x",
+        "",
+    ]
+    return "\n".join(lines)
+
+
+def source_header(network: S.Network, analysis: Analysis, ordered_dict: bool = False) -> list[str]:
+    """The exported file's docstring, imports and ``INPUT_SHAPE`` line."""
+    axes = {1: "(F,)", 2: "(C, L)", 3: "(C, H, W)", 4: "(C, D, H, W)"}[len(analysis.input_shape)]
+    return [
+        f'"""{doc_safe(network.name)}: generated by convcalc from its spec; needs only PyTorch.',
+        "",
+        f"Input {_batch_shape(analysis.input_shape)}, output {_batch_shape(analysis.output_shape)}.",
+        f"{analysis.total_params:,} parameters; {analysis.total_macs:,} multiply-accumulates per sample.",
+        '"""',
+        "",
+        *(["from collections import OrderedDict", ""] if ordered_dict else []),
+        "import torch",
+        "from torch import nn",
+        "",
+        f"INPUT_SHAPE = {tuple(analysis.input_shape)!r}  # {axes} of one sample",
+    ]
+
+
+def _batch_shape(shape: tuple[int, ...] | None) -> str:
+    return "(N, " + ", ".join(str(v) for v in shape or ()) + ")"
+
+
+def _init_lines(row, analysis: Analysis) -> list[str]:
+    """``self.c1 = nn.Conv2d(1, 6, kernel_size=5)  # 156 params``, wrapped as ruff format would
+    when it does not fit in 88 columns."""
+    cls, args = _constructor(row, analysis)
+    comment = f"  # {row.params:,} params" if row.params else ""
+    head = f"        self.{row.name} = {constructor_name(cls)}("
+    line = head + ", ".join(args) + ")" + comment
+    if len(line) <= WIDTH:
+        return [line]
+    inner = "            " + ", ".join(args)
+    if len(inner) <= WIDTH:
+        return [head, inner, "        )" + comment]
+    return [head, *(f"            {arg}," for arg in args), "        )" + comment]
+
+
+def _constructor(row, analysis: Analysis) -> tuple[str, list[str]]:
+    """``Conv2d``, ``["1", "6", "kernel_size=5"]``: the sizes first, then every argument that
+    differs from torch's default (read from the constructor's signature)."""
+    positional = _POSITIONAL.get(row.type, ())
+    args = []
+    for name, value in _constructor_values(row):
+        if name in positional:
+            args.append(_size_literal(row, analysis, name, value))
+        else:
+            args.append(f'{name}="{value}"' if isinstance(value, str) else f"{name}={value!r}")
+    return row.type, args
+
+
+def _constructor_values(row, every: bool = False) -> list[Any]:
+    """The constructor's arguments as (name, value): the sizes first (``_POSITIONAL``), then,
+    in torch's order, every one that differs from torch's default; ``every``: all of them, as
+    (name, value, default) (``inspect.Parameter.empty`` where there is none)."""
+    kwargs = module_kwargs(row.layer, row.inferred)
+    parameters = dict(SIGNATURES[row.type])
+    empty = inspect.Parameter.empty
+    defaults = {name: default for name, default in parameters.items() if default is not empty}
+    positional = _POSITIONAL.get(row.type, ())
+    values: list[Any] = [
+        (name, kwargs[name], empty) if every else (name, kwargs[name]) for name in positional
+    ]
+    order = list(parameters)
+    for name in sorted(kwargs, key=order.index):  # torch's argument order
+        value = kwargs[name]
+        if name in positional:
+            continue
+        if every:
+            values.append((name, value, defaults.get(name, empty)))
+        elif not (name in defaults and _same(defaults[name], value)):
+            values.append((name, value))
+    return values
+
+
+def _size_literal(row, analysis: Analysis, name: str, value: int) -> str:
+    """A Linear's in_features after a Flatten (pointwise layers between allowed) written as the
+    product it is (``16 * 4 * 4``), the number people otherwise compute by hand."""
+    if name == "in_features":
+        before = row
+        while before.inputs and before.inputs[0] >= 0:  # back along the layers it reads
+            before = analysis.rows[before.inputs[0]]
+            shape = before.input_shape
+            if before.type == "Flatten" and shape and len(shape) > 1 and math.prod(shape[1:]) > 1:
+                return " * ".join(str(v) for v in shape)
+            if shape != before.output_shape:
+                break
+    return str(value)
 
 
 # --------------------------------------------------------------------------------------
@@ -386,7 +591,7 @@ def graph_source(network: Any, analysis: Analysis) -> str:
         "",
         "",
         f"class {top}(nn.Module):",
-        f'    """{doc_safe(network.name)}, {len(analysis.rows)} layers: {shape_in} -> {shape_out}."""',
+        f'    """{doc_safe(network.name)}, {_layers(len(analysis.rows))}: {shape_in} -> {shape_out}."""',
         "",
         "    def __init__(self) -> None:",
         "        super().__init__()",
@@ -398,6 +603,11 @@ def graph_source(network: Any, analysis: Analysis) -> str:
 
 # --------------------------------------------------------------------------------------
 # Small helpers
+
+
+def _layers(n: int) -> str:
+    """``1 layer``, ``2 layers`` (not ``1 layers``)."""
+    return f"{n:,} layer{'' if n == 1 else 's'}"
 
 
 def _literal(value: Any) -> str:
@@ -482,7 +692,8 @@ def _attr(name: str) -> str:
 
 
 def _variable(name: str, taken: set[str]) -> str:
-    base = name if name.isidentifier() and not keyword.iskeyword(name) else f"x{name}"
+    base = name.replace("-", "_")  # block1-0 -> block1_0
+    base = base if base.isidentifier() and not keyword.iskeyword(base) else f"x{base}"
     variable, n = base, 2
     while variable in taken:
         variable, n = f"{base}_{n}", n + 1

@@ -34,7 +34,7 @@ from functools import cached_property
 from typing import Any
 
 from convcalc.errors import SpecError
-from convcalc.specfile import MODULE_ATTRIBUTES
+from convcalc.specfile import LAYER_NAME, MODULE_ATTRIBUTES
 
 NETWORK_INPUT = -1  # the index that stands for the network's input in Node.inputs
 STRUCTURE_KEYS = ("name", "inputs", "repeat")  # what every item may have besides its own fields
@@ -219,9 +219,10 @@ class _Expander:
 
     def _name_ok(self, name: Any, scope: _Scope, where: str, kind: Any) -> bool:
         label = f"{self.source}: {where} ({kind})"
-        if not isinstance(name, str) or not _IDENTIFIER.match(name) or keyword.iskeyword(name):
-            self.errors.append(f"{label}: name {name!r} is not a Python identifier; use letters, digits "
-                               "and underscores, not starting with a digit")  # fmt: skip
+        if not isinstance(name, str) or not LAYER_NAME.match(name) or keyword.iskeyword(name):
+            self.errors.append(f"{label}: name {name!r} is not a Python identifier (nor identifiers joined "
+                               "by '-', as block1-0); use letters, digits and underscores, not starting "
+                               "with a digit")  # fmt: skip
             return False
         if name.startswith("_") or name in MODULE_ATTRIBUTES or name == "input":
             self.errors.append(f"{label}: name {name!r} is taken (by torch.nn.Module itself, or 'input' for "
@@ -329,16 +330,18 @@ class _Expander:
         given = {key: value for key, value in use.items() if key not in ("type", *STRUCTURE_KEYS)}
         unknown = [key for key in given if key not in params_def]
         for key in unknown:
-            close = difflib.get_close_matches(key, list(params_def), n=1, cutoff=0.6)
+            close = difflib.get_close_matches(str(key), [str(name) for name in params_def], n=1)
             hint = f"did you mean '{close[0]}'? " if close else ""
             self.errors.append(f"{self.source}: {label}: block {kind} has no parameter '{key}'; {hint}"
-                               f"it takes: {', '.join(params_def) or 'none'}")  # fmt: skip
+                               f"it takes: {', '.join(map(str, params_def)) or 'none'}")  # fmt: skip
+        if unknown:
+            return input_index
         params = {**params_def, **given}
-        missing = [key for key, value in params.items() if value is None]
+        missing = [str(key) for key, value in params.items() if value is None]
         if missing:
             self.errors.append(f"{self.source}: {label}: block {kind} needs {', '.join(missing)}; "
                                f"e.g. {{type: {kind}, {missing[0]}: 64}}")  # fmt: skip
-        if unknown or missing:
+        if missing:
             return input_index
         self.graph.params[path] = params
         where = f"block {kind} (used as {'.'.join(path)}): "

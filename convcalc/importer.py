@@ -4,7 +4,9 @@ The model is traced with ``torch.fx`` (the ``torch.nn`` layers are leaves), on t
 when it is built here, so no real weights are allocated and no kernel runs. Every traced op
 becomes a spec layer: ``torch.nn`` modules by their class and constructor values (read back from
 the module), and the functional calls models use (``+``, ``torch.cat``, ``torch.flatten``,
-``x.view(x.size(0), -1)``, ``F.relu``, ``F.adaptive_avg_pool2d``, ``x * gate``, ...). Every
+``x.view(x.size(0), -1)``, ``F.relu``, ``F.adaptive_avg_pool2d``, ``x * gate``, the pieces of
+``x.chunk``, ...); two patterns are rewritten first: ShuffleNet's channel shuffle (one
+``ChannelShuffle``) and DenseNet's concatenations of all earlier features (a chain). Every
 submodule that holds layers becomes a ``Sequential`` group of the same name, its members named
 as the module's attributes, so the spec's generated model has the original's ``state_dict()``
 keys and shapes. Nothing is dropped silently: an op convcalc cannot represent stops the import
@@ -28,6 +30,7 @@ from torch import fx, nn
 
 from convcalc.errors import ConvcalcError
 from convcalc.spec import LAYER_CLASSES, Network, network_from_data
+from convcalc.specfile import LAYER_NAME
 
 SPEC_ONLY = {"type", "name", "inputs", "repeat", "output_shape"}
 
@@ -200,6 +203,18 @@ def function_layer(node: fx.Node, where: str) -> tuple[dict[str, Any], list[fx.N
             if _arg(node, 5 if "Max" in pools[target] else 4, "ceil_mode", False):
                 layer["ceil_mode"] = True
             return layer, tensors[:1]
+        if target in (torch.channel_shuffle, F.channel_shuffle, torch.native_channel_shuffle):
+            return {"type": "ChannelShuffle", "groups": _arg(node, 1, "groups")}, tensors[:1]
+        if target is operator.getitem and _is_chunk(node.args[0]):
+            if not node.users:  # `a, unused = x.chunk(2, 1)`: a view nobody reads computes nothing
+                return None
+            chunk = node.args[0]
+            chunks, dim = _arg(chunk, 1, "chunks"), _arg(chunk, 2, "dim", 0)
+            return {"type": "Chunk", "chunks": chunks, "index": node.args[1], "dim": dim}, [chunk.args[0]]
+        if target is torch.chunk and all(u.target is operator.getitem for u in node.users):
+            return None  # each piece read is a Chunk layer (above)
+        if target is torch.mean and _is_global_mean(node):  # s3d's torch.mean(x, dim=(2, 3, 4))
+            return {"type": "mean", "nd": len(_mean_dims(node))}, tensors[:1]
         if target is F.dropout:
             return {"type": "Dropout", "p": float(_arg(node, 1, "p", 0.5))}, tensors[:1]
         if target is F.interpolate:
@@ -213,6 +228,8 @@ def function_layer(node: fx.Node, where: str) -> tuple[dict[str, Any], list[fx.N
         if target == "size" and all(user.op == "call_method" and user.target in ("view", "reshape")
                                     for user in node.users):  # fmt: skip
             return None
+        if target == "chunk" and all(u.target is operator.getitem for u in node.users):
+            return None  # each piece read is a Chunk layer
         if target in ("view", "reshape") and _is_flatten_view(node):
             return {"type": "Flatten"}, tensors[:1]
         if target == "flatten":
@@ -220,17 +237,36 @@ def function_layer(node: fx.Node, where: str) -> tuple[dict[str, Any], list[fx.N
                     "end_dim": _arg(node, 2, "end_dim", -1)}, tensors[:1]  # fmt: skip
         if target in _METHOD_ACTIVATIONS:
             return {"type": _METHOD_ACTIVATIONS[target]}, tensors[:1]
-        if target == "mean" and not _arg(node, 2, "keepdim", False):
-            dims = _arg(node, 1, "dim")
-            dims = [dims] if isinstance(dims, int) else list(dims or [])
-            rank = len(dims) + 2  # x.mean((2, 3)) on (N, C, H, W): a global average pool, flattened
-            if sorted(d % rank for d in dims) == list(range(2, rank)) and 1 <= len(dims) <= 3:
-                return {"type": "mean", "nd": len(dims)}, tensors[:1]
+        if target == "mean" and _is_global_mean(node):
+            return {"type": "mean", "nd": len(_mean_dims(node))}, tensors[:1]
         if target in ("add", "add_"):
             return _merge(node, "Add", where)
         if target in ("mul", "mul_"):
             return _merge(node, "Mul", where)
     raise _unsupported(node, where)
+
+
+def _mean_dims(node: fx.Node) -> list[Any]:
+    dims = _arg(node, 1, "dim")
+    return [dims] if isinstance(dims, int) else list(dims or [])
+
+
+def _is_global_mean(node: fx.Node) -> bool:
+    """``x.mean((2, 3))`` on (N, C, H, W), without keepdim: a global average pool, flattened."""
+    dims = _mean_dims(node)
+    rank = len(dims) + 2
+    return (
+        not _arg(node, 2, "keepdim", False)
+        and 1 <= len(dims) <= 3
+        and all(type(d) is int for d in dims)
+        and sorted(d % rank for d in dims) == list(range(2, rank))
+    )
+
+
+def _is_chunk(node: Any) -> bool:
+    return isinstance(node, fx.Node) and (
+        _is_method(node, "chunk") or (node.op == "call_function" and node.target is torch.chunk)
+    )
 
 
 def _merge(node: fx.Node, kind: str, where: str) -> tuple[dict[str, Any], list[fx.Node]]:
@@ -330,6 +366,8 @@ def import_model(
     finally:
         model.train(training)
     modules = dict(model.named_modules())
+    _chain_cats(graph)
+    _fold_channel_shuffles(graph)
     placeholders = [n for n in graph.nodes if n.op == "placeholder"]
     if len(placeholders) != 1:
         raise ImportFailed(f"{name}: forward takes {len(placeholders)} inputs; a spec has one")
@@ -414,6 +452,135 @@ def import_model(
     return network_from_data(data, f"<import {name}>")
 
 
+def _chain_cats(graph: fx.Graph) -> None:
+    """DenseNet's concatenations as a chain, so that every module reads one tensor.
+
+    torchvision's ``_DenseLayer`` k concatenates the list of all earlier features,
+    ``cat([x, f1, ..., f(k-1)])``, and its ``_DenseBlock`` ends with ``cat([x, f1, ..., fN])``.
+    A cat whose parts are an earlier cat's parts plus one tensor is that cat with the tensor
+    appended (the same values, in the same channel order), so it becomes ``cat([earlier, f])``,
+    placed right after ``f`` in ``f``'s module: each dense layer then ends by appending its new
+    features to its input, as specs/densenet121.yaml writes it. A cat of one tensor is that
+    tensor; a cat of the same parts as an earlier one is that one. Cats carry no weights and
+    no MACs, so keys, params and MACs are unchanged."""
+    cats = []
+    for node in graph.nodes:
+        parts, dim = _arg(node, 0, "tensors"), _arg(node, 1, "dim", 0)
+        if node.op == "call_function" and node.target is torch.cat and not node.kwargs and parts and \
+                isinstance(parts, (list, tuple)) and all(isinstance(p, fx.Node) for p in parts):  # fmt: skip
+            cats.append((node, (dim, *parts)))
+    prefixes = {key[:n] for _, key in cats for n in range(2, len(key))}  # (dim, x), (dim, x, f1), ...
+    made: dict[tuple[Any, ...], fx.Node] = {}  # (dim, *parts) -> the node computing that cat
+    position = {node: i for i, node in enumerate(graph.nodes)}
+    for node, key in cats:
+        dim, parts = key[0], key[1:]
+        same = parts[0] if len(parts) == 1 else made.get(key)
+        if same is not None:
+            node.replace_all_uses_with(same)
+            graph.erase_node(node)
+            continue
+        made[key] = node
+        earlier = parts[0] if len(parts) == 2 else made.get(key[:-1])
+        if earlier is not None and (len(parts) > 2 or key in prefixes):  # a link of a chain
+            last = parts[-1]
+            node.args = ([earlier, last], dim)
+            if position[earlier] < position[last]:  # else it stays where it is, reading both
+                last.append(node)  # right after the tensor it appends, in that tensor's module
+                position[node] = position[last] + 0.5
+                node.meta["nn_module_stack"] = {".".join(_scope(last)): None} if _scope(last) else {}
+
+
+def _fold_channel_shuffles(graph: fx.Graph) -> None:
+    """ShuffleNet's ``channel_shuffle`` as one ``torch.channel_shuffle(x, g)`` node:
+
+        n, c, h, w = x.size(); x = x.view(n, g, c // g, h, w)
+        x = torch.transpose(x, 1, 2).contiguous(); x = x.view(n, c, h, w)
+
+    matched exactly (the sizes must be x's own, the transpose of dims 1 and 2), so a view
+    that is anything else is still refused by name."""
+    for node in list(graph.nodes):
+        found = _channel_shuffle(node)
+        if found is None:
+            continue
+        x, groups, chain = found
+        with graph.inserting_before(node):
+            shuffle = graph.call_function(torch.channel_shuffle, (x, groups))
+        shuffle.meta = dict(node.meta)
+        node.replace_all_uses_with(shuffle)
+        for dead in chain:  # the views, the transpose, then the sizes they read
+            if not dead.users:
+                graph.erase_node(dead)
+
+
+def _channel_shuffle(node: fx.Node) -> tuple[fx.Node, int, list[fx.Node]] | None:
+    """(x, groups, the nodes that only served the shuffle) if ``node`` ends one."""
+    if not _is_view(node):
+        return None
+    transposed = node.args[0]
+    if _is_method(transposed, "contiguous"):
+        transposed = transposed.args[0]
+    is_transpose = _is_method(transposed, "transpose") or (
+        isinstance(transposed, fx.Node)
+        and transposed.op == "call_function"
+        and transposed.target is torch.transpose
+    )
+    if not is_transpose or sorted(transposed.args[1:]) != [1, 2] or not _is_view(transposed.args[0]):
+        return None
+    split = transposed.args[0]
+    x = split.args[0]
+    sizes, split_sizes = _view_sizes(node), _view_sizes(split)
+    if len(sizes) < 3 or len(split_sizes) != len(sizes) + 1 or not isinstance(split_sizes[1], int):
+        return None
+    groups, per_group = split_sizes[1], split_sizes[2]
+    per_group_ok = (
+        isinstance(per_group, fx.Node) and per_group.target is operator.floordiv
+        and per_group.args[1] == groups and _size_index(per_group.args[0], x) == 1
+    )  # fmt: skip
+    own = all(_size_index(v, x) == i for i, v in enumerate(sizes))
+    rest = all(
+        _size_index(v, x) == i
+        for i, v in zip((0, *range(2, len(sizes))), (split_sizes[0], *split_sizes[3:]), strict=True)
+    )
+    if not (per_group_ok and own and rest):
+        return None
+    reads = [v for v in (*sizes, per_group) if isinstance(v, fx.Node)]
+    sources = {v.args[0] for v in reads if v.target is operator.getitem}
+    chain = [node, *([node.args[0]] if node.args[0] is not transposed else []), transposed, split, per_group]
+    return x, groups, list(dict.fromkeys([*chain, *reads, *sources]))
+
+
+def _is_method(node: Any, name: str) -> bool:
+    return isinstance(node, fx.Node) and node.op == "call_method" and node.target == name
+
+
+def _is_view(node: Any) -> bool:
+    return _is_method(node, "view") or _is_method(node, "reshape")
+
+
+def _view_sizes(node: fx.Node) -> list[Any]:
+    sizes = list(node.args[1:])
+    return list(sizes[0]) if len(sizes) == 1 and isinstance(sizes[0], (list, tuple)) else sizes
+
+
+def _size_index(value: Any, x: Any) -> int | None:
+    """``i`` if ``value`` is ``x.size(i)`` or ``x.size()[i]``, else None."""
+    if _is_method(value, "size") and value.args[0] is x and len(value.args) == 2:
+        return value.args[1]
+    if isinstance(value, fx.Node) and value.op == "call_function" and value.target is operator.getitem:
+        size, index = value.args
+        if _is_method(size, "size") and size.args[0] is x and len(size.args) == 1 and isinstance(index, int):
+            return index
+    return None
+
+
+def _scope(node: fx.Node) -> tuple[str, ...]:
+    """The module path ``node`` runs in: a call_module's parent, else the innermost module."""
+    if node.op == "call_module":
+        return tuple(str(node.target).split(".")[:-1])
+    stack = list((node.meta.get("nn_module_stack") or {}).keys())
+    return tuple(stack[-1].split(".")) if stack else ()
+
+
 def _holds_state(module: nn.Module) -> bool:
     """Weights or buffers of its own (a container's are its children's)."""
     return any(True for _ in (*module.parameters(recurse=False), *module.buffers(recurse=False)))
@@ -423,9 +590,10 @@ def _place(groups: dict[tuple[str, ...], _Group], scope: tuple[str, ...], start:
     """Open the groups down to ``scope``, each as a Sequential item of its parent."""
     for depth in range(1, len(scope) + 1):
         path = scope[:depth]
-        if not (path[-1].isidentifier() or path[-1].isdigit()):
-            raise ImportFailed(f"{'.'.join(path)}: the module name {path[-1]!r} is not a Python identifier; "
-                               "a spec's layer names are (rename it in the model)")  # fmt: skip
+        if not (LAYER_NAME.match(path[-1]) or path[-1].isdigit()):
+            raise ImportFailed(f"{'.'.join(path)}: the module name {path[-1]!r} is not a Python identifier "
+                               "(nor identifiers joined by '-'); a spec's layer names are (rename it in the "
+                               "model)")  # fmt: skip
         if path not in groups:
             group = _Group(path)
             groups[path] = group

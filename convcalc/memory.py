@@ -56,7 +56,7 @@ _SAVES_INPUT = re.compile(
     r"|ReLU6|Hardtanh|LeakyReLU|ELU|SELU|CELU|GELU|SiLU|Mish|Hardswish|Hardsigmoid|Softplus"  # f'(x)
 )
 _SAVES_OUTPUT = re.compile(r"ReLU|Tanh|Sigmoid|Softmax|LogSoftmax")  # f'(x) from the result y
-_ALIASES = re.compile(r"Flatten|Unflatten|Identity")  # views (or the input itself): no new storage
+_ALIASES = re.compile(r"Flatten|Unflatten|Identity|Chunk")  # views (or the input itself): no new storage
 _DROPOUT = re.compile(r"Dropout")  # every dropout type (Dropout2d, AlphaDropout, ...): a noise tensor
 _CHANNEL_DROPOUT = ("Dropout1d", "Dropout2d", "Dropout3d", "FeatureAlphaDropout")
 

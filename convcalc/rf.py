@@ -67,10 +67,9 @@ def parse_unit(text: str | None, row: LayerResult) -> tuple[int, ...]:
     if text is None:
         return tuple(s // 2 for s in sizes)
     example = ",".join(str(s // 2) for s in sizes)
-    try:
-        unit = tuple(int(part) for part in text.replace(" ", "").split(","))
-    except ValueError:
-        unit = ()
+    parts = text.replace(" ", "").split(",")
+    # ASCII digits only: int() would also take "1_0" and full-width "２"
+    unit = tuple(int(part) for part in parts) if all(p.isascii() and p.isdigit() for p in parts) else ()
     if len(unit) != len(sizes):
         raise ConvcalcError(f"--unit {text}: give {len(sizes)} integers, e.g. --unit {example}")
     if any(not 0 <= u < s for u, s in zip(unit, sizes, strict=True)):
@@ -84,10 +83,7 @@ def parse_unit(text: str | None, row: LayerResult) -> tuple[int, ...]:
 
 def theoretical(row: LayerResult, unit: tuple[int, ...]) -> Span:
     """The input positions the unit sees, per axis: its centre ``start + u·jump``, ± (size − 1)/2."""
-    return tuple(
-        (rf.start + u * rf.jump - (rf.size - 1) / 2, rf.start + u * rf.jump + (rf.size - 1) / 2)
-        for rf, u in zip(row.receptive_field, unit, strict=True)
-    )
+    return tuple(rf.span(u) for rf, u in zip(row.receptive_field, unit, strict=True))
 
 
 def input_image(

@@ -115,6 +115,12 @@ def search_ranges(
 ) -> tuple[range | tuple[int, ...], ...]:
     """(kernels, strides, dilations) searched for ``n → out``; a given value is the only one."""
     r = -(-max(n, out) // min(n, out))
+    if max(n, out, kernel or 1, stride or 1, dilation or 1) > MAX_SIZE:  # torch's int32 sizes
+        raise SolveError(
+            f"{n} → {out} with kernel_size {kernel}, stride {stride}, dilation {dilation}: a value above "
+            f"{MAX_SIZE:,}",
+            f"give values up to {MAX_SIZE:,}",
+        )
     kernels = (kernel,) if kernel else range(1, max(MIN_KERNEL_BOUND, r) + 1)
     strides = (stride,) if stride else range(1, max(MIN_STRIDE_BOUND, r) + 1)
     if len(kernels) * len(strides) > MAX_PAIRS:
@@ -371,20 +377,97 @@ def _json(value: Any) -> Any:
     return list(value) if isinstance(value, tuple) else value
 
 
-def combine(kind: str, hs: list[AxisSetting], ws: list[AxisSetting], square: bool = True) -> list[Setting]:
+@dataclass(frozen=True)
+class Found:
+    """The best settings of a search (``limit`` of them, 0: all) and how many there are."""
+
+    settings: list[Setting]
+    total: int
+    exact: int
+
+    @property
+    def more(self) -> int:
+        return self.total - len(self.settings)
+
+    def more_text(self) -> str:
+        """``"1,536,362 more: narrow the search ..."``, or "" when every setting is listed."""
+        if not self.more:
+            return ""
+        return (
+            f"{self.more:,} more: narrow the search by fixing the kernel_size, stride or dilation "
+            "(--kernel, --stride, --dilation), or list them all (--limit 0)"
+        )
+
+
+def combine(
+    kind: str,
+    hs: list[AxisSetting],
+    ws: list[AxisSetting],
+    square: bool = True,
+    limit: int = 0,
+    floor_twins: tuple[list[bool], list[bool]] | None = None,
+) -> Found:
     """Pair the height and width answers into layers torch can build: one ceil_mode for both
     axes, 'same' only where both axes are same-compatible, and (``square``) the same kernel and
-    dilation on both axes."""
-    settings = []
-    for h, w in itertools.product(hs, ws):
-        if h.ceil_mode != w.ceil_mode:
-            continue
-        if square and (h.kernel, h.dilation) != (w.kernel, w.dilation):
-            continue
-        if "same" in (h.padding, w.padding) and not (h.same_compatible() and w.same_compatible()):
-            continue
-        settings.append(Setting(kind, h, w))
-    return sorted(settings, key=Setting.rank)
+    dilation on both axes; the best ``limit`` (0: all) by ``Setting.rank`` and the counts.
+
+    ``floor_twins`` marks, per axis, the ceil_mode=True answers that ceil_mode=False gives too;
+    a pair of two such is its floor twin's duplicate and is left out.
+
+    The pairs are counted and ranked with numpy, group by group (40 × 40 → 1 × 1 pairs
+    1.5 million; made one by one as Settings they took 20 s): ``Setting.rank`` is (inexact,
+    differing fields, h.key, w.key), and ``hs``/``ws`` sorted by key make the last two their
+    positions, so one integer per pair orders them."""
+    import numpy as np
+
+    hs, ws = sorted(hs, key=AxisSetting.key), sorted(ws, key=AxisSetting.key)
+    twins = floor_twins or ([False] * len(hs), [False] * len(ws))
+    h_table, w_table = _axis_table(np, hs, twins[0]), _axis_table(np, ws, twins[1])
+    span = len(hs) * len(ws)  # rank = (inexact·6 + differing)·span + h position·len(ws) + w position
+    group = ("ceil", "kernel", "dilation") if square else ("ceil",)
+    kept, total, exact = [], 0, 0
+    for value in {tuple(row) for row in np.stack([w_table[g] for g in group], axis=1).tolist()}:
+        h_rows = np.flatnonzero(np.all([h_table[g] == v for g, v in zip(group, value, strict=True)], axis=0))
+        w_rows = np.flatnonzero(np.all([w_table[g] == v for g, v in zip(group, value, strict=True)], axis=0))
+        for start in range(0, len(h_rows), max(1, _CHUNK // max(1, len(w_rows)))):
+            rows = h_rows[start : start + max(1, _CHUNK // max(1, len(w_rows)))]
+            h = {name: column[rows][:, None] for name, column in h_table.items()}
+            w = {name: column[w_rows][None, :] for name, column in w_table.items()}
+            same = h["same"] | w["same"]
+            ok = ~(same & ~(h["same_ok"] & w["same_ok"])) & ~(h["twin"] & w["twin"])
+            both_exact = h["exact"] & w["exact"]
+            differing = sum((h[name] != w[name]).astype(np.int64) for name in _FIELDS)
+            rank = ((~both_exact) * 6 + differing) * span + rows[:, None] * len(ws) + w_rows[None, :]
+            rank = rank[ok]
+            total += rank.size
+            exact += int((both_exact & ok).sum())
+            if limit and rank.size > limit:
+                rank = np.partition(rank, limit - 1)[:limit]
+            kept.append(rank)
+    ranks = np.sort(np.concatenate(kept)) if kept else np.zeros(0, dtype=np.int64)
+    ranks = ranks[:limit] if limit else ranks
+    settings = [Setting(kind, hs[int(r % span) // len(ws)], ws[int(r % span) % len(ws)]) for r in ranks]
+    return Found(settings, total, exact)
+
+
+_FIELDS = ("kernel", "stride", "padding", "dilation", "output_padding")  # Setting.differing's
+_CHUNK = 1 << 20  # pairs ranked at once: some 50 MB of numpy arrays
+
+
+def _axis_table(np: Any, axes: list[AxisSetting], twins: list[bool]) -> dict[str, Any]:
+    """One array per attribute of the axis settings ('same' padding as −1, unequal to any number)."""
+    return {
+        "kernel": np.array([a.kernel for a in axes], dtype=np.int64),
+        "stride": np.array([a.stride for a in axes], dtype=np.int64),
+        "padding": np.array([-1 if a.padding == "same" else a.padding for a in axes], dtype=np.int64),
+        "dilation": np.array([a.dilation for a in axes], dtype=np.int64),
+        "output_padding": np.array([a.output_padding for a in axes], dtype=np.int64),
+        "ceil": np.array([a.ceil_mode for a in axes], dtype=bool),
+        "exact": np.array([a.exact for a in axes], dtype=bool),
+        "same": np.array([a.padding == "same" for a in axes], dtype=bool),
+        "same_ok": np.array([a.same_compatible() for a in axes], dtype=bool),
+        "twin": np.array(twins, dtype=bool),
+    }
 
 
 def solve_layer_size(
@@ -394,13 +477,15 @@ def solve_layer_size(
     kernel: tuple[int, int] | None = None,
     stride: tuple[int, int] | None = None,
     dilation: tuple[int, int] | None = None,
-) -> list[Setting]:
-    """Every ``kind`` layer within the bounds that maps ``in_hw`` to ``out_hw``, exact first.
+    limit: int = SIZE_ROWS,
+) -> Found:
+    """The best ``limit`` (0: all) ``kind`` layers within the bounds that map ``in_hw`` to
+    ``out_hw``, exact first, and how many there are (``Found.more_text`` says how to narrow).
 
     Kernels and dilations are square unless given as different pairs (or only rectangular
     ones work). Raises ``SolveError`` explaining the nearest reachable sizes when none does.
     """
-    _check_request(kind, in_hw, out_hw, dilation)
+    _check_request(kind, in_hw, out_hw, dilation, kernel, stride, limit)
     fixed = [
         {
             name: values[a] if values else None
@@ -413,42 +498,59 @@ def solve_layer_size(
             rectangular = in_hw[0] != in_hw[1] or out_hw[0] != out_hw[1]
             raise _none_error(kind, in_hw[a], out_hw[a], axis if rectangular else None, fixed[a])
     square = not ((kernel and kernel[0] != kernel[1]) or (dilation and dilation[0] != dilation[1]))
-    settings = _combine_modes(kind, in_hw, out_hw, fixed, square) or _combine_modes(
-        kind, in_hw, out_hw, fixed, False
-    )
-    if not settings:
+    found = _combine_modes(kind, in_hw, out_hw, fixed, square, limit)
+    if not found.total:
+        found = _combine_modes(kind, in_hw, out_hw, fixed, False, limit)
+    if not found.total:
         raise SolveError(
             f"each axis has {kind} settings for {fmt_shape(in_hw)} → {fmt_shape(out_hw)}, but none "
             "torch can combine (a pool has one ceil_mode for both axes; 'same' pads both axes)",
             "solve the axes one at a time (--in H --out H', then W) and use two layers",
         )
-    return settings
+    return found
 
 
-def _combine_modes(kind: str, in_hw, out_hw, fixed: list[dict], square: bool) -> list[Setting]:
+def _combine_modes(kind: str, in_hw, out_hw, fixed: list[dict], square: bool, limit: int) -> Found:
     """``combine`` per ceil_mode (one for both axes in torch): a pool with ceil_mode=True is
     listed where it changes the size on either axis (then both axes need it)."""
     if kind not in POOLS:
         per_axis = [solve_axis(kind, in_hw[a], out_hw[a], **fixed[a]) for a in (0, 1)]
-        return combine(kind, *per_axis, square=square)
-    settings = []
-    for ceil in (False, True):
-        per_axis = [solve_axis(kind, in_hw[a], out_hw[a], **fixed[a], ceil_mode=ceil) for a in (0, 1)]
-        for setting in combine(kind, *per_axis, square=square):
-            axes = zip(in_hw, (setting.h, setting.w), out_hw, strict=True)
-            if ceil and all(
-                forward(kind, n, a.kernel, a.stride, a.padding, a.dilation) == o for n, a, o in axes
-            ):
-                continue  # ceil_mode=True changes nothing here: the floor twin is listed
-            settings.append(setting)
-    return sorted(settings, key=Setting.rank)
+        return combine(kind, *per_axis, square=square, limit=limit)
+    found = []
+    for mode in (False, True):
+        per_axis = [solve_axis(kind, in_hw[a], out_hw[a], **fixed[a], ceil_mode=mode) for a in (0, 1)]
+        twins = tuple(  # ceil_mode=True changing nothing on an axis (both: the floor twin is listed)
+            [mode and forward(kind, n, s.kernel, s.stride, s.padding, s.dilation) == o for s in axis]
+            for n, o, axis in zip(in_hw, out_hw, per_axis, strict=True)
+        )
+        found.append(combine(kind, *per_axis, square=square, limit=limit, floor_twins=twins))
+    floor, ceil = found
+    settings = sorted(floor.settings + ceil.settings, key=Setting.rank)
+    return Found(settings[:limit] if limit else settings, floor.total + ceil.total, floor.exact + ceil.exact)
 
 
-def _check_request(kind: str, in_hw, out_hw, dilation) -> None:
+# torch sizes its tensors in int64 bytes: a 1×1×kh×kw float32 weight needs kh·kw·4 < 2⁶³
+_MAX_WEIGHT = (2**63 - 1) // 4
+
+
+def _check_request(kind: str, in_hw, out_hw, dilation, kernel=None, stride=None, limit: int = 0) -> None:
     if kind not in KINDS:
         raise SolveError(f"cannot solve a {kind}", f"use one of {', '.join(KINDS)}")
     if min(*in_hw, *out_hw) < 1:
         raise SolveError(f"sizes must be at least 1, got {fmt_shape(in_hw)} → {fmt_shape(out_hw)}")
+    if limit < 0:
+        raise SolveError(f"limit {limit}: give how many settings to list, or 0 for all", "e.g. limit=40")
+    given = {"size": (*in_hw, *out_hw), "kernel_size": kernel, "stride": stride, "dilation": dilation}
+    for name, values in given.items():
+        if values and max(values) > MAX_SIZE:  # what a spec may hold: torch's int32 sizes
+            raise SolveError(
+                f"a {name} above {MAX_SIZE:,}: {fmt_shape(values)}", f"give values up to {MAX_SIZE:,}"
+            )
+    if kind in ("Conv2d", "ConvTranspose2d") and kernel and kernel[0] * kernel[1] > _MAX_WEIGHT:
+        raise SolveError(
+            f"kernel_size {fmt_shape(kernel)}: its weight has more bytes than torch can size (2⁶³)",
+            "give a smaller kernel_size",
+        )
     if kind == "AvgPool2d" and dilation and dilation != (1, 1):
         raise SolveError("AvgPool2d has no dilation", "leave out --dilation, or use --pool max")
 
@@ -584,11 +686,11 @@ def solve_layer(layer: S._Layer, in_hw: tuple[int, int], target_hw: tuple[int, i
     for keep in tiers:
         fixed = {name: current[name] for name in keep}
         try:
-            settings = solve_layer_size(layer.type, in_hw, target_hw, dilation=current["dilation"], **fixed)
+            found = solve_layer_size(layer.type, in_hw, target_hw, dilation=current["dilation"], **fixed)
         except SolveError as error:
             problem = error  # the tiers widen: the last error is the one that really blocks
             continue
-        for setting in settings:
+        for setting in found.settings:
             fix = _fix(layer, setting)
             if fix.changed and tuple(sorted(fix.fields.items(), key=str)) not in fixes:
                 fixes[tuple(sorted(fix.fields.items(), key=str))] = fix
@@ -865,10 +967,8 @@ def _runs(words: list[str]) -> str:
 def parse_size(text: str, option: str, max_dims: int = 2) -> tuple[int, ...]:
     """``28`` -> ``(28,)``, ``28x32`` -> ``(28, 32)`` (also ``×``); up to ``max_dims`` values."""
     parts = text.lower().replace("×", "x").split("x")
-    try:
-        dims = tuple(int(part) for part in parts)
-    except ValueError:
-        dims = ()
+    # ASCII digits only: int() would also take "1_0", " 28" and full-width "２８"
+    dims = tuple(int(part) for part in parts) if all(p.isascii() and p.isdigit() for p in parts) else ()
     if not 1 <= len(dims) <= max_dims or min(dims) < 1:
         forms = {1: "N", 2: "N or HxW", 3: "N, HxW or CxHxW"}[max_dims]
         raise SolveError(
@@ -888,9 +988,8 @@ class SizeAnswer:
     type: str
     in_hw: tuple[int, ...]
     out_hw: tuple[int, ...]
-    settings: list[Setting]
+    found: Found  # the first --limit settings (0: all) and how many there are
     bounds: dict[str, str]
-    limit: int = 0  # rows the table shows (the JSON has every setting); 0: all
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -899,29 +998,33 @@ class SizeAnswer:
             "input": list(self.in_hw),
             "output": list(self.out_hw),
             "bounds": self.bounds,
-            "settings": [setting.to_json() for setting in self.settings],
+            "total": self.found.total,
+            "exact": self.found.exact,
+            "settings": [setting.to_json() for setting in self.found.settings],
         }
 
     def render(self):
+        from rich.console import Group
         from rich.table import Table
+        from rich.text import Text
 
-        exact = sum(setting.exact for setting in self.settings)
+        found = self.found
         title = (
             f"{self.type}: {fmt_shape(self.in_hw)} → {fmt_shape(self.out_hw)}, "
-            f"{len(self.settings)} setting{'s' if len(self.settings) != 1 else ''} ({exact} exact)"
+            f"{found.total:,} setting{'s' if found.total != 1 else ''} ({found.exact:,} exact)"
         )
-        shown = self.settings[: self.limit] if self.limit else self.settings
-        caption = _bounds_text(self.bounds)
-        if len(shown) < len(self.settings):
-            caption += f"\nthe first {len(shown)} of {len(self.settings):,} shown; --limit 0 lists all"
-        table = Table(title=title, title_justify="left", caption=caption, caption_justify="left")
+        table = Table(title=title, title_justify="left")
         table.add_column("#", justify="right")
         table.add_column("PyTorch")
         table.add_column("exact", justify="center")
         table.add_column("notes")
-        for i, setting in enumerate(shown, 1):
+        for i, setting in enumerate(found.settings, 1):
             table.add_row(str(i), setting.torch, "✓" if setting.exact else "—", "; ".join(setting.notes))
-        return table
+        footer = _bounds_text(self.bounds)
+        if found.more:
+            footer += f"\nthe first {len(found.settings):,} of {found.total:,} shown; {found.more_text()}"
+        # below the table, not its caption: a caption wraps at the table's width
+        return Group(table, Text(footer))
 
 
 def _bounds_text(bounds: dict[str, str]) -> str:
@@ -954,9 +1057,6 @@ class StackAnswer:
             title=f"Stacks reaching a receptive field of {self.target} on {fmt_shape(self.input_shape)}, "
             "fewest parameters first",
             title_justify="left",
-            caption=f"channels per stage: {widths}, … (--channels {self.channels}); conv3/2 = stride 2; "
-            "pool = MaxPool2d(2); a ReLU follows each conv",
-            caption_justify="left",
         )
         for name, justify in (
             ("#", "right"),
@@ -978,7 +1078,11 @@ class StackAnswer:
             )
         best = self.stacks[0]
         spec = S.dump_spec(best.network(self.input_shape, name=f"rf{self.target}"))
-        parts = [table]
+        legend = (
+            f"channels per stage: {widths}, … (--channels {self.channels}); conv3/2 = stride 2; "
+            "pool = MaxPool2d(2); a ReLU follows each conv"
+        )
+        parts = [table, Text(legend)]  # below the table, not its caption: a caption wraps at its width
         warned = [f"(!) {i}: {w}" for i, stack in enumerate(self.stacks, 1) for w in stack.warnings[:1]]
         if warned:
             parts.append(Text("\n".join(warned)))
@@ -1043,6 +1147,7 @@ def answer(
             f"--in {in_size} and --out {out_size} give different numbers of axes",
             "give both as N (one axis) or both as HxW",
         )
+    shown = SIZE_ROWS if limit is None else limit
     fixed = {}
     for option, name, text in (
         ("--kernel", "kernel", kernel),
@@ -1056,21 +1161,22 @@ def answer(
     if len(n_in) == 1 or (
         in_hw[0] == in_hw[1] and out_hw[0] == out_hw[1] and all(v[0] == v[1] for v in fixed.values())
     ):
-        settings = _one_axis(kind, in_hw[0], out_hw[0], {name: v[0] for name, v in fixed.items()}, fixed)
+        found = _one_axis(kind, in_hw[0], out_hw[0], {name: v[0] for name, v in fixed.items()}, fixed, shown)
     else:
-        settings = solve_layer_size(kind, in_hw, out_hw, **fixed)
-    shown = SIZE_ROWS if limit is None else limit
-    return SizeAnswer(kind, n_in, n_out, settings, _bounds(kind, in_hw, out_hw, fixed), shown)
+        found = solve_layer_size(kind, in_hw, out_hw, **fixed, limit=shown)
+    return SizeAnswer(kind, n_in, n_out, found, _bounds(kind, in_hw, out_hw, fixed))
 
 
-def _one_axis(kind: str, n: int, out: int, axis_fixed: dict[str, int], fixed: dict) -> list[Setting]:
-    _check_request(kind, (n, n), (out, out), fixed.get("dilation"))
+def _one_axis(kind: str, n: int, out: int, axis_fixed: dict[str, int], fixed: dict, limit: int) -> Found:
+    """One axis's settings as square layers (the same values on both axes)."""
+    _check_request(kind, (n, n), (out, out), fixed.get("dilation"), fixed.get("kernel"), fixed.get("stride"))
     found = solve_axis(kind, n, out, **axis_fixed)
     if not found:
         raise _none_error(
             kind, n, out, None, {"kernel": None, "stride": None, "dilation": None, **axis_fixed}
         )
-    return [Setting(kind, setting, setting) for setting in found]
+    settings = [Setting(kind, setting, setting) for setting in (found[:limit] if limit else found)]
+    return Found(settings, len(found), sum(setting.exact for setting in found))
 
 
 def _bounds(kind: str, in_hw, out_hw, fixed: dict) -> dict[str, str]:

@@ -77,7 +77,8 @@ class _Layer(BaseModel):
 
     name: str | None = Field(
         default=None,
-        description="Module name in the generated model (a Python identifier); "
+        description="Module name in the generated model (a Python identifier, or identifiers joined by "
+        "'-' as block1-0); "
         "derived from the type when left out (conv2d_0, relu_0, ...).",
     )
     inputs: Inputs | None = Field(
@@ -302,6 +303,11 @@ _MODELS += [
     _simple("LogSoftmax", "torch.nn.LogSoftmax.", dim=(Dim | None, _SOFTMAX_DIM)),
     _simple("ChannelShuffle", "torch.nn.ChannelShuffle (ShuffleNet).",
             groups=(PosInt, Field(description="Groups the channels are shuffled across; must divide them."))),
+    _simple("Chunk", "torch.chunk(x, chunks, dim)[index]: one of the pieces (each ceil(size / chunks) "
+            "long, the last maybe shorter), a view of its input (ShuffleNetV2's x.chunk(2, dim=1)).",
+            chunks=(PosInt, Field(description="Pieces to split into, as torch.chunk.")),
+            index=(NonNegInt, Field(0, description="Which piece (0: the first).")),
+            dim=(Dim, Field(1, description="The dim to split (batch is 0; channels: 1)."))),
     _simple("Upsample", "torch.nn.Upsample (F.interpolate).",
             size=(PosInt | list[PosInt] | None, Field(None, description="Output size: s, or one per axis.")),
             scale_factor=(PosFloat | list[PosFloat] | None, Field(None, description="Size multiplier.")),

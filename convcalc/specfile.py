@@ -92,7 +92,7 @@ def parse_text(text: str, source: str) -> tuple[Any, list[int]]:
         raise SpecError([f"{where}: invalid YAML: {problem}"]) from None
     finally:
         loader.dispose()
-    size = _expanded_size(data)
+    size = _expanded_size(data) if "&" in text else 0  # no anchor, no alias: nothing expands
     if size > MAX_VALUES:
         count = "endlessly (a recursive alias)" if size >= 10**18 else f"to {size:,} values"
         raise SpecError([f"{source}: its YAML aliases expand it {count}, more than {MAX_VALUES:,}; "
@@ -139,7 +139,9 @@ def _layer_lines(node: Any) -> list[int]:
 # --------------------------------------------------------------------------------------
 # Layer names
 
-_IDENTIFIER = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
+# A layer's name: an identifier, or identifiers joined by "-" (RegNet's block1-0: torch's
+# add_module takes any name without a "."; exported source reaches such a name by getattr)
+LAYER_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*(?:-[A-Za-z0-9_]+)*$")
 
 # Public attributes of torch.nn.Sequential (and so of nn.Module): a layer of that name cannot be
 # added to a model (add_module refuses it) nor be ``self.<name>`` in exported source. Names that
@@ -183,10 +185,10 @@ def check_names(network: Any) -> None:
     seen: dict[str, int] = {}
     for index, name in enumerate(layer_names(network)):
         layer = network.layers[index]
-        if layer.name is not None and (not _IDENTIFIER.match(name) or keyword.iskeyword(name)):
+        if layer.name is not None and (not LAYER_NAME.match(name) or keyword.iskeyword(name)):
             raise ValueError(
-                f"layer {index} ({layer.type}): name {name!r} is not a Python identifier; "
-                "use letters, digits and underscores, not starting with a digit"
+                f"layer {index} ({layer.type}): name {name!r} is not a Python identifier (nor identifiers "
+                "joined by '-', as block1-0); use letters, digits and underscores, not starting with a digit"
             )
         if name.startswith("_") or name in MODULE_ATTRIBUTES:
             raise ValueError(
@@ -372,6 +374,12 @@ def _array(node: dict[str, Any], value: Any) -> Any:
     return [_value(node["items"], v) for v in value]
 
 
+_SCALARS = frozenset((int, float, str, bool, type(None)))
+# (schema node, type, value) -> the value validated there: the schema nodes live as long as the
+# process (``schema()`` is cached), and only values that passed are kept
+_VALID: dict[tuple[int, type, Any], Any] = {}
+
+
 def _object(node: dict[str, Any], value: Any) -> dict[str, Any]:
     _require(type(value) is dict and node.get("additionalProperties") is False)
     properties = node.get("properties")
@@ -380,7 +388,12 @@ def _object(node: dict[str, Any], value: Any) -> dict[str, Any]:
     out = {}
     for key, sub in properties.items():
         if key in value:
-            out[key] = _value(sub, value[key])
+            given = value[key]
+            if type(given) in _SCALARS:  # a deep spec repeats the same few values field by field
+                memo = (id(sub), type(given), given)
+                out[key] = _VALID[memo] if memo in _VALID else _VALID.setdefault(memo, _value(sub, given))
+            else:
+                out[key] = _value(sub, given)
         else:  # a default the schema can state (not a list made per instance, like layers=[])
             _require("default" in sub and not isinstance(sub["default"], list | dict))
             out[key] = sub["default"]

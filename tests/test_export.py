@@ -18,9 +18,10 @@ import pytest
 import torch
 
 from convcalc import spec as S
-from convcalc.build import build_model, class_name, export_source
+from convcalc.build import build_model
 from convcalc.engine import analyze
 from convcalc.errors import ConvcalcError
+from convcalc.export import class_name, export_source
 from convcalc.files import write_atomically
 from tests.conftest import SHIPPED_SPECS, SPECS, run_cli
 

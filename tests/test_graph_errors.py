@@ -210,3 +210,13 @@ def test_yaml_aliases_that_expand_past_a_million_values_or_recurse_are_refused_a
         spec.write_text(text)
         result = run_cli("shape", str(spec), timeout=30)
         assert result.returncode == 1 and expected in result.stderr and "Traceback" not in result.stderr
+
+
+@pytest.mark.parametrize("extra", ["112: ", "null: 3", "true: 1"])
+def test_a_block_use_with_a_key_that_is_not_a_string_is_an_error_not_a_crash(tmp_path, extra):
+    # found by test_fuzz: a mangled flow mapping made an int key, which difflib and join choked on
+    path = tmp_path / "net.yaml"
+    path.write_text(f"input: [1, 8, 8]\n{BLOCKS}layers:\n  - {{type: B, c: 4, {extra}}}\n")
+    result = run_cli("shape", str(path))
+    assert result.returncode == 1 and "Traceback" not in result.stderr
+    assert "net.yaml:" in result.stderr and "error:" in result.stderr

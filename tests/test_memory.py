@@ -113,6 +113,8 @@ CASES: list[tuple[list[int], dict]] = [
     ([2, 6, 6], {"type": "StochasticDepth", "p": 0.2, "mode": "batch"}),
     ([2, 6, 6], {"type": "StochasticDepth", "p": 0.0}),
     ([2, 6, 6], {"type": "StochasticDepth", "p": 1.0}),
+    ([4, 6, 6], {"type": "Chunk", "chunks": 2, "index": 1}),
+    ([4, 6, 6], {"type": "Chunk", "chunks": 3, "index": 1, "dim": 2}),
 ]
 for _nd, _shape in ((1, [3, 8]), (2, [3, 6, 6]), (3, [3, 4, 4, 4])):
     CASES += [
@@ -307,7 +309,7 @@ def test_cli_budget_and_curve(cli, tmp_path):
         (["--budget", "10KiB"], "smaller than the parameters"),
         (["-o", "x.png"], "give --budget too"),
         (["--amp", "--dtype", "bfloat16"], "--amp keeps float32 parameters"),
-        (["--budget", "1GiB", "-o", "/no/such/folder/x.png"], "not a file in an existing folder"),
+        (["--budget", "1GiB", "-o", "/no/such/folder/x.png"], "folder /no/such/folder does not exist; fix:"),
         (["--budget", "1GiB", "-o", "curve.svg"], "ending in .png"),
     ],
 )

@@ -114,21 +114,25 @@ def requests(draw):
     return kind, in_hw, out_hw, None
 
 
+TORCH_RUNS = 8  # settings of one answer built in torch: an answer can hold 10⁶ (40×40 → 1×1)
+
+
 @settings(SETTINGS, max_examples=150)
-@given(requests(), st.booleans())
-def test_every_proposed_setting_gives_the_size_in_torch(request, fix_kernel_and_stride):
+@given(requests(), st.booleans(), st.data())
+def test_every_proposed_setting_gives_the_size_in_torch(request, fix_kernel_and_stride, data):
     kind, in_hw, out_hw, hidden = request
     fixed = {}
     if hidden is not None and fix_kernel_and_stride:
         fixed = {"kernel": (hidden.h.kernel, hidden.w.kernel), "stride": (hidden.h.stride, hidden.w.stride)}
     try:
-        found = solve.solve_layer_size(kind, in_hw, out_hw, **fixed)
+        found = solve.solve_layer_size(kind, in_hw, out_hw, **fixed, limit=200)
     except SolveError as error:
         assert hidden is None, f"{hidden.torch} gives {out_hw} but the solver says: {error}"
         assert "fix:" in str(error)
         event("impossible")
         return
     event(f"{kind}: solved" + (" a hidden setting" if hidden else ""))
+    assert len(found.settings) == min(200, found.total) and found.exact <= found.total
     if hidden is not None:
         if hidden.h.ceil_mode and all(
             solve.forward(kind, n, a.kernel, a.stride, a.padding, 1, 0, False) == o
@@ -138,16 +142,102 @@ def test_every_proposed_setting_gives_the_size_in_torch(request, fix_kernel_and_
             hidden = solve.Setting(
                 kind, *(dataclasses.replace(a, ceil_mode=False) for a in (hidden.h, hidden.w))
             )
-        keys = {(axis_key(f.h), axis_key(f.w)) for f in found}
+        # with its kernel and stride fixed the answer is short, so all of it can be looked at
+        own = solve.solve_layer_size(
+            kind,
+            in_hw,
+            out_hw,
+            kernel=(hidden.h.kernel, hidden.w.kernel),
+            stride=(hidden.h.stride, hidden.w.stride),
+            limit=0,
+        )
+        keys = {(axis_key(f.h), axis_key(f.w)) for f in own.settings}
         assert (axis_key(hidden.h), axis_key(hidden.w)) in keys, hidden.torch
-    exact_seen_last = False
-    for setting in found:
+    exact = [setting.exact for setting in found.settings]
+    assert exact == sorted(exact, reverse=True), "exact settings come first"
+    last = len(found.settings) - 1
+    sample = data.draw(st.sets(st.integers(0, last), max_size=TORCH_RUNS - 2)) | {0, last}
+    for i in sorted(sample):
+        setting = found.settings[i]
         size, lost = torch_run(setting, in_hw)
         assert size == out_hw, setting.torch
         if lost_checkable(setting):
             assert lost == (setting.h.lost, setting.w.lost), setting.torch
-        assert not (exact_seen_last and setting.exact), "exact settings come first"
-        exact_seen_last = not setting.exact
+
+
+def reference_pairs(kind, hs, ws, square, twins=None) -> list[solve.Setting]:
+    """``combine``'s answer the slow way: every pair made and checked one by one, sorted by rank."""
+    pairs = []
+    for (i, h), (j, w) in itertools.product(enumerate(hs), enumerate(ws)):
+        if h.ceil_mode != w.ceil_mode or square and (h.kernel, h.dilation) != (w.kernel, w.dilation):
+            continue
+        if "same" in (h.padding, w.padding) and not (h.same_compatible() and w.same_compatible()):
+            continue
+        if twins and twins[0][i] and twins[1][j]:
+            continue
+        pairs.append(solve.Setting(kind, h, w))
+    return sorted(pairs, key=solve.Setting.rank)
+
+
+@settings(SETTINGS, max_examples=80)
+@given(
+    st.sampled_from(KINDS),
+    st.tuples(st.integers(1, 24), st.integers(1, 24)),
+    st.tuples(st.integers(1, 30), st.integers(1, 30)),
+    st.booleans(),
+    st.integers(0, 30),
+    st.data(),
+)
+def test_combine_ranks_and_counts_as_pairing_one_by_one(kind, in_hw, out_hw, square, limit, data):
+    hs, ws = (solve.solve_axis(kind, n, o) for n, o in zip(in_hw, out_hw, strict=True))
+    twins = None
+    if kind in POOLS and data.draw(st.booleans()):
+        twins = tuple([data.draw(st.booleans()) for _ in axis] for axis in (hs, ws))
+    expected = reference_pairs(kind, hs, ws, square, twins)
+    found = solve.combine(kind, hs, ws, square=square, limit=limit, floor_twins=twins)
+    assert found.total == len(expected) and found.exact == sum(s.exact for s in expected)
+    assert found.settings == (expected[:limit] if limit else expected)
+    assert found.more == (len(expected) - limit if limit and len(expected) > limit else 0)
+
+
+def test_a_huge_answer_is_bounded_and_says_how_to_narrow_it():
+    """40×40 → 1×1 has 1,536,402 Conv2d settings: listing them took 20 s (pools 27 s)."""
+    found = solve.solve_layer_size("Conv2d", (40, 40), (1, 1))
+    assert len(found.settings) == solve.SIZE_ROWS and found.total == 1_536_402
+    more = found.more_text()
+    assert more.startswith("1,536,362 more: narrow the search") and "--kernel" in more
+    # every kernel 1..40 with stride ≥ the rest of the input is exact: 40 on each axis, square
+    assert found.exact == 40 * 40
+    for setting in found.settings[:3] + found.settings[-1:]:
+        assert torch_run(setting, (40, 40))[0] == (1, 1), setting.torch
+    assert len(solve.solve_layer_size("MaxPool2d", (40, 40), (1, 1), limit=5).settings) == 5
+
+
+@pytest.mark.parametrize(
+    ("call", "words"),
+    [
+        (lambda: solve.solve_layer_size("Conv2d", (5, 5), (5, 5), kernel=(2**63,) * 2), "above 2,147,483"),
+        (lambda: solve.solve_axis("MaxPool2d", 2**63, 1), "above 2,147,483,647"),
+        (lambda: solve.solve_layer_size("Conv2d", (5, 5), (5, 5), kernel=(2**31 - 1,) * 2), "torch can size"),
+        (lambda: solve.solve_layer_size("Conv2d", (5, 5), (5, 5), limit=-1), "0 for all"),
+    ],
+)  # fmt: skip
+def test_values_torch_cannot_build_are_refused(call, words):
+    """kernel_size=2**63 was listed as exact, and a 2**63 input raised OverflowError."""
+    with pytest.raises(SolveError, match=re.escape(words)):
+        call()
+
+
+def test_the_largest_kernel_the_solver_lists_builds_in_torch():
+    # torch sizes storage in int64 bytes: a (2³⁰, 2³⁰) float32 weight (2⁶² bytes) builds, (2³¹−1)² not
+    found = solve.solve_layer_size("Conv2d", (5, 5), (5, 5), kernel=(2**30, 2**30), stride=(1, 1))
+    (setting,) = found.settings
+    kwargs = {**setting.fields(), "in_channels": 1, "out_channels": 1, "device": "meta"}
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        assert nn.Conv2d(**kwargs)(torch.empty(1, 1, 5, 5, device="meta")).shape[2:] == (5, 5)
+        with pytest.raises(RuntimeError, match="overflow"):
+            nn.Conv2d(**{**kwargs, "kernel_size": (2**31 - 1,) * 2})
 
 
 # --------------------------------------------------------------------------------------
@@ -734,7 +824,9 @@ def test_long_listings_show_the_first_rows_and_say_how_many_more(cli):
     rows = torch_column(first.stdout)
     total = len(solve.solve_axis("Conv2d", 28, 1))
     assert len(rows) == solve.SIZE_ROWS < total
-    assert f"the first {solve.SIZE_ROWS} of {total:,} shown; --limit 0 lists all" in first.stdout
+    assert f"{total:,} settings" in first.stdout  # one number format in the title and below
+    more = total - solve.SIZE_ROWS
+    assert f"the first {solve.SIZE_ROWS} of {total:,} shown; {more:,} more:" in first.stdout
     every = cli("solve", "--in", "28", "--out", "1", "--limit", "0", "--json")
     assert len(json.loads(every.stdout)["settings"]) == total
     some = cli("solve", "--in", "28", "--out", "1", "--limit", "3")

@@ -126,6 +126,8 @@ UNIT = st.one_of(st.floats(0, 1), st.sampled_from([0, 1]))
 PLAUSIBLE = {
     **dict.fromkeys(["out_channels", "in_channels", "in_features", "out_features", "num_features"], SMALL),
     "groups": st.sampled_from([1, 1, 2]),
+    "chunks": st.sampled_from([1, 2, 3]),  # Chunk
+    "index": st.integers(0, 2),
     **dict.fromkeys(["kernel_size", "stride", "dilation", "output_size"], PAIR),
     "padding": st.one_of(PAD, st.sampled_from(["same", "valid", "auto"])),
     "output_padding": PAD,

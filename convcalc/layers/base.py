@@ -44,6 +44,22 @@ class RF(NamedTuple):
     jump: float  # j: distance between adjacent units' field centres
     start: float  # centre of the first unit's field
 
+    def span(self, unit: int) -> tuple[float, float]:
+        """(first, last) input position unit ``unit`` sees: ``start + unit·jump ± (size − 1)/2``
+        (not clipped to the input; `convcalc rf` and the TUI's picture draw it)."""
+        centre = self.start + unit * self.jump
+        return centre - (self.size - 1) / 2, centre + (self.size - 1) / 2
+
+
+@dataclass(frozen=True)
+class FixAction:
+    """A fix as an edit the TUI can apply (its ``f`` key): ``"insert"`` puts the layer ``fields``
+    (spec items) before the problem's layer; ``"set"`` sets the layer's ``fields`` (None: leave
+    the field out, so its default or the inferred value applies)."""
+
+    kind: str
+    fields: tuple[tuple[str, Any], ...]
+
 
 @dataclass(frozen=True)
 class Problem:
@@ -54,6 +70,7 @@ class Problem:
     name: str | None = None
     type: str | None = None
     fix: str | None = None
+    action: FixAction | None = None  # the fix as an edit, where it is one
 
     def __str__(self) -> str:
         where = f"layer {self.index} ({self.name}, {self.type}): " if self.index is not None else ""
@@ -109,8 +126,8 @@ class Ctx:
     def rf(self) -> tuple[RF, ...]:
         return self.inputs[0].rf
 
-    def error(self, message: str, fix: str | None = None) -> None:
-        self.errors.append(Problem(message, self.index, self.name, self.layer.type, fix))
+    def error(self, message: str, fix: str | None = None, action: FixAction | None = None) -> None:
+        self.errors.append(Problem(message, self.index, self.name, self.layer.type, fix, action))
 
     def warn(self, message: str, fix: str | None = None) -> None:
         self.warnings.append(Problem(message, self.index, self.name, self.layer.type, fix))
@@ -210,6 +227,7 @@ def check_count(ctx: Ctx, field_name: str, given: int | None, actual: int) -> No
         ctx.error(
             f"{field_name}={given} but the input has {actual}",
             f"set {field_name}: {actual}, or leave it out to infer it",
+            FixAction("set", ((field_name, None),)),
         )
 
 

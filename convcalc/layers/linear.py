@@ -5,7 +5,17 @@ from __future__ import annotations
 import math
 from typing import Any
 
-from convcalc.layers.base import Ctx, Family, Out, check_count, explain_params, fmt_shape, global_rf, register
+from convcalc.layers.base import (
+    Ctx,
+    Family,
+    FixAction,
+    Out,
+    check_count,
+    explain_params,
+    fmt_shape,
+    global_rf,
+    register,
+)
 
 
 def linear(ctx: Ctx, layer: Any) -> Out:
@@ -14,6 +24,7 @@ def linear(ctx: Ctx, layer: Any) -> Out:
         ctx.error(
             f"Linear gets a {fmt_shape(shape)} input; it needs a flat vector",
             "add a Flatten layer before it",
+            FixAction("insert", (("type", "Flatten"),)),
         )
         return Out(None, None)
     f_in = shape[0]
@@ -38,7 +49,8 @@ def flatten(ctx: Ctx, layer: Any) -> Out:
         ctx.error(f"start_dim/end_dim out of range for an input of {len(full)} dims (batch included)")
         return Out(None, None)
     if start == 0:
-        ctx.error("start_dim=0 would fold the batch into the features", "use start_dim: 1")
+        start_1 = FixAction("set", (("start_dim", 1),))
+        ctx.error("start_dim=0 would fold the batch into the features", "use start_dim: 1", start_1)
         return Out(None, None)
     if start > end:
         ctx.error(f"start_dim {layer.start_dim} comes after end_dim {layer.end_dim}")

@@ -1,6 +1,8 @@
-"""Merges: ``Add`` (elementwise sum), ``Mul`` (broadcasting product), ``Cat`` (``torch.cat``).
+"""Merges: ``Add`` (elementwise sum), ``Mul`` (broadcasting product), ``Cat`` (``torch.cat``),
+and ``Chunk``, the piece of one tensor that a split gives (``x.chunk(2, dim=1)[0]``; built as
+``convcalc.build.Chunk``, 0 MACs).
 
-They have no ``torch.nn`` class: the generated model's ``forward`` writes ``a + b``, ``a * b``
+The merges have no ``torch.nn`` class: the generated model's ``forward`` writes ``a + b``, ``a * b``
 and ``torch.cat([a, b], dim)``. They count 0 MACs, as ``FlopCounterMode`` does. Through a merge
 the receptive field is the union of what every path sees; paths whose jumps differ (or, for
 ``Add``, whose starts differ) are "not aligned" and warned about, as google-research's
@@ -206,3 +208,35 @@ def _warn_alignment(ctx: Ctx, axis: int, ins: list[Input], check_start: bool) ->
 register("Add", Family(add, merge=True))
 register("Mul", Family(mul, merge=True))
 register("Cat", Family(cat, lambda layer, inferred: "" if layer.dim == 1 else f"dim={layer.dim}", merge=True))
+
+
+def chunk(ctx: Ctx, layer: Any) -> Out:
+    """``torch.chunk(x, chunks, dim)[index]``: pieces of ceil(size / chunks), the last maybe shorter,
+    as many as that takes (``torch.chunk`` may return fewer than ``chunks``)."""
+    shape = ctx.shape
+    ndim = len(shape) + 1
+    if not -ndim <= layer.dim < ndim or layer.dim % ndim == 0:
+        ctx.error(f"dim={layer.dim} is not a dim of a {fmt_shape(shape)} input (batch is dim 0)",
+                  "use dim: 1 for channels")  # fmt: skip
+        return Out(None, None)
+    d = layer.dim % ndim - 1  # in the shape without batch
+    size = shape[d]
+    piece = -(-size // layer.chunks)
+    pieces = -(-size // piece)
+    if layer.index >= pieces:
+        plural = "s" if pieces > 1 else ""
+        ctx.error(f"index={layer.index}, but torch.chunk gives {pieces} piece{plural} of a dim of {size}",
+                  f"use an index below {pieces}")  # fmt: skip
+        return Out(None, None)
+    first = layer.index * piece
+    out = list(shape)
+    out[d] = min(piece, size - first)
+    rf = ctx.rf
+    if len(shape) == len(rf) + 1 and d >= 1:  # a spatial axis: the piece's first unit is unit `first`
+        a = d - 1
+        rf = tuple(RF(r.size, r.jump, r.start + first * r.jump) if b == a else r for b, r in enumerate(rf))
+    ctx.note(f"elements {first}..{first + out[d] - 1} of {size} along dim {layer.dim}; a view, 0 MACs")
+    return Out(tuple(out), rf)
+
+
+register("Chunk", Family(chunk, lambda layer, inferred: f"{layer.index}/{layer.chunks}"))

@@ -15,6 +15,8 @@ def batchnorm(ctx: Ctx, layer: Any, nd: int) -> Out:
         return Out(None, None)  # spatial() says what the input should be
     c = shape[0]
     check_count(ctx, "num_features", layer.num_features, c)
+    if layer.eps == 0:  # F.batch_norm: "eps must be positive during training" (eval would run)
+        ctx.error("eps=0: torch's batch_norm refuses it when training", "use a positive eps, e.g. 1e-5")
     if ctx.errors:
         return Out(None, None)
     weight, bias = (c, c) if layer.affine else (0, 0)

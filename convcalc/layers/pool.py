@@ -8,6 +8,7 @@ from convcalc.layers.base import (
     EXACT_STEPS,
     Ctx,
     Family,
+    FixAction,
     Out,
     adaptive_window,
     axis_names,
@@ -42,9 +43,12 @@ def pool(ctx: Ctx, layer: Any, nd: int) -> Out:
     names = axis_names(nd)
     for a in range(nd):
         if p[a] > k[a] // 2:
+            fitted = [min(p[b], k[b] // 2) for b in range(nd)]  # the largest padding torch accepts
+            take = FixAction("set", (("padding", fitted[0] if len(set(fitted)) == 1 else fitted),))
             ctx.error(
                 f"padding {p[a]} on {names[a]} is more than half the kernel size {k[a]}",
                 f"use padding <= {k[a] // 2}",
+                take if layer.padding != "auto" else None,
             )
     size = fmap.sizes
     outs = [pool_out(size[a], k[a], s[a], p[a], d[a], layer.ceil_mode) for a in range(nd)]
