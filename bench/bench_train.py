@@ -15,11 +15,20 @@ Data (no full MNIST training images exist here):
   python bench/bench_train.py compare --data fashion [--baseline-epochs 20] [--threads N] [--limit N]
   python bench/bench_train.py sweep --data fashion --epochs 6,8 --batch-size 128,256 --lr 2e-3,3e-3
   python bench/bench_train.py peak --data mnist8k [--threads N] [--amp bf16] [--batch-size 128,256]
+  python bench/bench_train.py threads --data mnist8k [--rounds 3] [--busy 2]
 
 ``peak``: training images per second (training steps only, no evaluation) of the seed's recipe
 and of ours, against the machine's measured float32 matrix-multiply rate: LeNet's forward and
 backward cost about 3 × 2 × its MACs = 1.7 MFLOP an image (the engine's MAC count), so
 images/s × FLOP/image ÷ matmul FLOP/s is the fraction of the machine's peak a recipe reaches.
+Every row runs at the thread count of the matmul (``--threads``, else torch's), and "previous
+loop" is ``convcalc train`` with the optimiser it had before (unfused Adam), alternating with
+today's in the same process.
+
+``threads``: ``convcalc train``'s default (threads chosen from what is free, convcalc.threads)
+against ``--threads 1`` and against torch's count (every core: the previous default), alternating
+for ``--rounds`` runs of 2 epochs each, under the machine's load as it is and, with ``--busy K``,
+with K busy-loop processes of this script's own running beside them.
 """
 
 from __future__ import annotations
@@ -27,6 +36,8 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import statistics
+import subprocess
 import sys
 import tempfile
 import time
@@ -40,6 +51,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from convcalc import data  # noqa: E402
+from convcalc import train as training  # noqa: E402
 from convcalc.build import build_model  # noqa: E402
 from convcalc.spec import load_spec  # noqa: E402
 from convcalc.train import TrainCallbacks, TrainConfig, train  # noqa: E402
@@ -107,7 +119,9 @@ def baseline(dataset: str, folder: str, epochs: int, limit: int | None = None, s
     return records
 
 
-def ours(dataset: str, folder: str, config: TrainConfig, out: str, verbose: bool = True) -> list[dict]:
+def ours(
+    dataset: str, folder: str, config: TrainConfig, out: str, verbose: bool = True, on_message=None
+) -> list[dict]:
     config = replace(config, dataset=dataset, data_dir=folder, out=out, download=False)
     records, start = [], time.perf_counter()
 
@@ -120,8 +134,14 @@ def ours(dataset: str, folder: str, config: TrainConfig, out: str, verbose: bool
                 flush=True,
             )
 
-    train(load_spec(ROOT / "specs" / "lenet.yaml"), config, TrainCallbacks(on_epoch=on_epoch))
+    callbacks = TrainCallbacks(on_epoch=on_epoch, on_message=on_message)
+    train(load_spec(ROOT / "specs" / "lenet.yaml"), config, callbacks)
     return records
+
+
+def images_per_second(records: list[dict]) -> float:
+    """A run's training images per second of training: epochs of equal size, so the harmonic mean."""
+    return len(records) / sum(1 / r["images_per_second"] for r in records)
 
 
 def time_to(records: list[dict], accuracy: float) -> float | None:
@@ -205,39 +225,112 @@ def baseline_images_per_second(dataset: str, folder: str, epochs: int = 2) -> fl
     return seen / (time.perf_counter() - start)
 
 
+def previous_optimizer(name: str, parameters, lr: float) -> torch.optim.Optimizer:
+    """The loop's optimiser before this round (Adam's per-parameter ops, not fused)."""
+    if name == "adam":
+        return torch.optim.Adam(parameters, lr=lr)
+    if name == "adamw":
+        return torch.optim.AdamW(parameters, lr=lr)
+    return torch.optim.SGD(parameters, lr=lr, momentum=0.9, nesterov=True)
+
+
+def run_previous(*args, **kwargs) -> list[dict]:
+    current = training._optimizer
+    training._optimizer = previous_optimizer
+    try:
+        return ours(*args, **kwargs)
+    finally:
+        training._optimizer = current
+
+
 def peak(args, workdir: Path) -> None:
     from convcalc.engine import analyze
 
     dataset, folder = prepare(args.data, workdir)
     flop_per_image = 6 * analyze(load_spec(ROOT / "specs" / "lenet.yaml")).total_macs
-    machine = matmul_flops()
-    print(f"data: {args.data}; torch {torch.__version__}, {torch.get_num_threads()} threads, "
-          f"load average {os.getloadavg()[0]:.2f}")  # fmt: skip
-    print(f"matmul peak (float32 1024×1024): {machine / 1e9:.1f} GFLOP/s; "
-          f"LeNet forward+backward: {flop_per_image / 1e6:.2f} MFLOP/image")  # fmt: skip
-    rows = [("seed's recipe (DataLoader, batch 64)", baseline_images_per_second(dataset, folder))]
-    for batch in map(int, args.batch_size.split(",")):
-        for channels_last in (True, False):
-            config = TrainConfig(epochs=2, batch_size=batch, amp=args.amp, channels_last=channels_last)
-            records = ours(dataset, folder, config, str(workdir / "peak.pt"), verbose=False)
-            speed = max(r["images_per_second"] for r in records)
-            layout = "NHWC" if channels_last else "NCHW"
-            rows.append(
-                (f"convcalc train, batch {batch}, {layout}{', ' + args.amp if args.amp else ''}", speed)
-            )
-    base = rows[0][1]
-    print(f"{'recipe':44} {'images/s':>9} {'of peak':>8} {'vs seed':>8}")
-    for name, speed in rows:
-        print(f"{name:44} {speed:9,.0f} {speed * flop_per_image / machine:8.1%} {speed / base:7.2f}x")
+    count = torch.get_num_threads()
+    before = matmul_flops()
+    print(f"data: {args.data}; torch {torch.__version__}, {count} threads, "
+          f"load average {os.getloadavg()[0]:.2f}", flush=True)  # fmt: skip
+    rows = {"seed's recipe (DataLoader, batch 64)": [baseline_images_per_second(dataset, folder)]}
+    for _ in range(args.rounds):
+        for batch in map(int, args.batch_size.split(",")):
+            for channels_last in (True, False):
+                for previous in (True, False):
+                    config = TrainConfig(
+                        epochs=2, batch_size=batch, amp=args.amp, channels_last=channels_last, threads=count
+                    )
+                    run = run_previous if previous else ours
+                    records = run(dataset, folder, config, str(workdir / "peak.pt"), verbose=False)
+                    layout = "NHWC" if channels_last else "NCHW"
+                    name = f"{'previous loop' if previous else 'convcalc train'}, batch {batch}, {layout}"
+                    rows.setdefault(name + (f", {args.amp}" if args.amp else ""), []).append(
+                        images_per_second(records)
+                    )
+    machine = max(before, matmul_flops())  # the higher of before and after: the lower fractions
+    print(f"matmul peak (float32 1024×1024, {count} threads): {machine / 1e9:.1f} GFLOP/s; "
+          f"LeNet forward+backward: {flop_per_image / 1e6:.2f} MFLOP/image; "
+          f"load average now {os.getloadavg()[0]:.2f}")  # fmt: skip
+    base = rows["seed's recipe (DataLoader, batch 64)"][0]
+    print(
+        f"{'recipe (median of rounds)':44} {'images/s':>9} {'of peak':>8} {'vs seed':>8} {'vs previous':>11}"
+    )
+    for name, speeds in rows.items():
+        speed = statistics.median(speeds)
+        previous = rows.get(name.replace("convcalc train", "previous loop")) if "train," in name else None
+        versus = f"{speed / statistics.median(previous):10.2f}x" if previous else ""
+        print(
+            f"{name:44} {speed:9,.0f} {speed * flop_per_image / machine:8.1%} {speed / base:7.2f}x {versus}"
+        )
     print(json.dumps({"matmul_flops": machine, "flop_per_image": flop_per_image,
-                      "rows": [{"recipe": n, "images_per_second": v} for n, v in rows]}))  # fmt: skip
+                      "rows": [{"recipe": n, "images_per_second": v} for n, v in rows.items()]}))  # fmt: skip
+
+
+def busy_loops(count: int) -> list[subprocess.Popen]:
+    """``count`` processes that spin a core each: an artificial load beside the runs."""
+    return [subprocess.Popen([sys.executable, "-c", "while True: pass"]) for _ in range(count)]
+
+
+def threads_mode(args, workdir: Path) -> None:
+    dataset, folder = prepare(args.data, workdir)
+    cores = torch.get_num_threads()
+    settings = {"default (chosen)": None, "--threads 1": 1, f"--threads {cores} (torch's)": cores}
+    loads = {"as it is": 0, **({f"+{args.busy} busy loops": args.busy} if args.busy else {})}
+    print(f"data: {args.data}; torch {torch.__version__}, {cores} cores; {args.rounds} rounds", flush=True)
+    for load, busy in loads.items():
+        speeds: dict[str, list[float]] = {name: [] for name in settings}
+        averages, choices = [], []
+        spinners = busy_loops(busy)
+        try:
+            for _ in range(args.rounds):
+                for name, count in settings.items():
+                    torch.set_num_threads(cores)  # --threads N stays set after a run: back to torch's
+                    notes = []
+                    config = TrainConfig(epochs=2, threads=count)  # each epoch measures again
+                    averages.append(os.getloadavg()[0])
+                    records = ours(dataset, folder, config, str(workdir / "threads.pt"), False, notes.append)
+                    speeds[name].append(images_per_second(records))
+                    choices += [n for n in notes if n.startswith("threads:")]
+        finally:
+            for spinner in spinners:
+                spinner.kill()
+                spinner.wait()
+        print(f"load {load}: load average {min(averages):.2f}-{max(averages):.2f} during the runs")
+        one = statistics.median(speeds["--threads 1"])
+        for name, values in speeds.items():
+            runs = ", ".join(f"{v:,.0f}" for v in values)
+            print(f"  {name:24} median {statistics.median(values):7,.0f} img/s  "
+                  f"vs --threads 1 {statistics.median(values) / one:5.2f}x   runs: {runs}")  # fmt: skip
+        for note in choices:
+            print(f"    {note}")
+        print(json.dumps({"load": load, "load_average": averages, "images_per_second": speeds}), flush=True)
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
-    parser.add_argument("mode", choices=("compare", "sweep", "peak"))
+    parser.add_argument("mode", choices=("compare", "sweep", "peak", "threads"))
     parser.add_argument("--data", choices=("fashion", "mnist8k"), default="fashion")
     parser.add_argument("--threads", type=int, help="torch threads for both (default: torch's)")
     parser.add_argument("--baseline-epochs", type=int, default=20)
@@ -248,11 +341,14 @@ def main() -> None:
     parser.add_argument("--lr", default="3e-3")
     parser.add_argument("--seeds", default="0")
     parser.add_argument("--amp", choices=("bf16", "fp16"), help="peak: our runs under autocast")
+    parser.add_argument("--rounds", type=int, default=3, help="peak, threads: alternating rounds")
+    parser.add_argument("--busy", type=int, default=0, help="threads: also with K busy-loop processes")
     args = parser.parse_args()
     if args.threads:
         torch.set_num_threads(args.threads)
     with tempfile.TemporaryDirectory() as tmp:
-        {"compare": compare, "sweep": sweep, "peak": peak}[args.mode](args, Path(tmp))
+        modes = {"compare": compare, "sweep": sweep, "peak": peak, "threads": threads_mode}
+        modes[args.mode](args, Path(tmp))
 
 
 if __name__ == "__main__":

@@ -7,7 +7,6 @@ turns an expected error (``ConvcalcError``, a usage error, Ctrl-C) into a messag
 
 from __future__ import annotations
 
-import contextlib
 import os
 import sys
 
@@ -27,8 +26,35 @@ stderr = Console(stderr=True, highlight=False, emoji=False, soft_wrap=True)
 def _print_table(table) -> None:
     """A table on stdout; piped, as wide as it needs (at least 120 columns), never cut."""
     if _PIPE_WIDTH is not None:
-        stdout.width = max(_PIPE_WIDTH, table.min_width or 0)
+        from rich.measure import Measurement
+
+        # the table's natural width (table.min_width is only a floor one may set, None here)
+        natural = Measurement.get(stdout, stdout.options.update_width(1_000_000), table).maximum
+        stdout.width = max(_PIPE_WIDTH, natural)
     stdout.print(table)
+
+
+def _print_layer_table(analysis, depth: int | None) -> None:
+    """``shape``'s table, drawn line by line (``render.table_lines``: rich's layout of 10,000 rows
+    takes 18 s) whenever it fits: piped always; in a terminal narrower than the table, rich's
+    table, which shrinks the text columns to fit."""
+    from rich.text import Text
+
+    from convcalc import render
+
+    lines = render.table_lines(analysis, depth)
+    width = len(lines[1][0])  # the top rule: the table's width
+    if _PIPE_WIDTH is None and width > stdout.width:
+        _print_table(render.layer_table(analysis, depth))
+        return
+    if _PIPE_WIDTH is not None:
+        stdout.width = max(_PIPE_WIDTH, width)  # as _print_table: the totals below wrap alike
+    if stdout.color_system is None:
+        click.echo("\n".join(text for text, _ in lines))
+        return
+    styled = [Text(text, style or "") for text, style in lines]
+    styled[0].stylize("italic")  # rich's table.title style
+    stdout.print(Text("\n").join(styled), crop=False, no_wrap=True)
 
 
 def _input_shape(value: str | None) -> tuple[int, ...] | None:
@@ -37,10 +63,8 @@ def _input_shape(value: str | None) -> tuple[int, ...] | None:
     if value is None:
         return None
     parts = value.lower().replace("×", "x").split("x")
-    try:
-        dims = tuple(int(part) for part in parts)
-    except ValueError:
-        dims = ()
+    # ASCII digits only: int() would also take "1_0", " 28" and full-width "２８"
+    dims = tuple(int(part) for part in parts) if all(p.isascii() and p.isdigit() for p in parts) else ()
     if not 1 <= len(dims) <= 4 or min(dims, default=0) < 1:
         raise click.BadParameter(
             f"{value!r}: give CxHxW (e.g. 1x28x28) or HxW, positive integers "
@@ -119,15 +143,20 @@ def shape(spec: str, input_size: str | None, as_json: bool, explain: bool, depth
     SPEC is a .yaml or .json file, or - to read it from standard input. Exit code 1 when the
     spec is invalid or a layer is impossible (errors on stderr).
     """
+    import gc
+
     from convcalc import render
     from convcalc.engine import analyze
 
+    # A one-shot command over tens of thousands of small acyclic objects (YAML nodes, layers,
+    # rows): the cyclic collector would only rescan them, a fifth of a 10,000-layer spec's time.
+    gc.disable()
     network = _load(spec, _input_shape(input_size), plain=True)
     analysis = analyze(network)
     if as_json:
         _print_json(render.to_json(analysis))
     else:
-        _print_table(render.layer_table(analysis, depth))
+        _print_layer_table(analysis, depth)
         stdout.print(render.totals_text(analysis))
         if explain:
             stdout.print()
@@ -205,6 +234,10 @@ def memory_command(spec: str, input_size: str | None, batch_size: int | None, op
 
     if output and not budget:
         raise click.UsageError("-o draws the --budget curve; give --budget too, e.g. --budget 8GiB")
+    if output:
+        from convcalc.files import check_writable
+
+        check_writable(output, "-o", "curve.png")
     limit = M.parse_bytes(budget) if budget else None
     mem = M.training_memory(analyze(_load(spec, _input_shape(input_size))), optimizer, dtype, amp)
     batch = batch_size or M.DEFAULT_BATCH
@@ -226,9 +259,11 @@ def memory_command(spec: str, input_size: str | None, batch_size: int | None, op
 @click.option("-o", "--output", metavar="FILE", help="Write to FILE (atomically) instead of stdout.")
 def export_command(spec: str, output: str | None) -> None:
     """Write SPEC as standalone PyTorch source: an nn.Module subclass needing only torch."""
-    from convcalc.build import export_source
-    from convcalc.files import write_atomically
+    from convcalc.export import export_source  # text only: no torch import
+    from convcalc.files import check_writable, write_atomically
 
+    if output is not None:
+        check_writable(output, "-o", "model.py")  # before the spec is read and torch loads
     source = export_source(_load(spec))
     if output is None:
         click.echo(source, nl=False)
@@ -259,9 +294,12 @@ def import_command(target: str, input_size: str | None, arguments: tuple[str, ..
 
     import yaml
 
-    from convcalc.files import write_atomically
+    from convcalc.files import check_writable, write_atomically
     from convcalc.importer import import_target
     from convcalc.spec import dump_spec, spec_to_data
+
+    if output:
+        check_writable(output, "-o", "spec.yaml")  # before the model is imported and traced
 
     kwargs = {}
     for item in arguments:
@@ -306,9 +344,11 @@ def draw_command(spec: str, output: str, style: str | None, depth: int | None, t
     Graphviz source. Every number is the engine's; a spec file needs no torch."""
     from convcalc import draw
     from convcalc.engine import analyze
-    from convcalc.files import write_atomically
+    from convcalc.files import check_writable, write_atomically
 
     kind = draw.output_kind(output)  # a wrong suffix fails before any work
+    if output != "-":
+        check_writable(output, "-o", "network.svg")
     analysis = analyze(_load(spec, _input_shape(input_size), plain=True))
     if kind == "dot":
         data = draw.dot_text(analysis, depth, title, not no_params).encode("utf-8")
@@ -340,9 +380,9 @@ def draw_command(spec: str, output: str, style: str | None, depth: int | None, t
 )
 def summary_command(spec: str, input_size: str | None, depth: int) -> None:
     """torchinfo's own summary of the model built from SPEC (batch of 1)."""
-    from convcalc.check import torchinfo_summary
+    from convcalc.check import torchinfo_summary, torchinfo_text
 
-    click.echo(str(torchinfo_summary(_load(spec, _input_shape(input_size)), depth=depth)))
+    click.echo(torchinfo_text(torchinfo_summary(_load(spec, _input_shape(input_size)), depth=depth)))
 
 
 @cli.command(name="solve")
@@ -391,9 +431,11 @@ def tui(spec: str | None) -> None:
     Without SPEC, starts a new spec on a 1x28x28 input; a SPEC that does not exist yet is
     created on the first save. Ctrl+Q quits (asking first about unsaved changes).
     """
+    from convcalc import interrupts
     from convcalc.tui.app import ConvcalcApp, open_spec
 
     network, path = open_spec(spec)
+    interrupts.python_default()  # a SIGINT must let the app put the terminal back (Ctrl-C is a key there)
     ConvcalcApp(network, path).run()
 
 
@@ -461,29 +503,6 @@ def _result_line(result) -> str:
     )
 
 
-@contextlib.contextmanager
-def _cancel_on_signals():
-    """An event the first SIGINT (Ctrl-C) or SIGTERM (torchrun's agent stopping its processes, a
-    job scheduler) sets: training stops after the current batch and saves. A second signal stops
-    at once (the checkpoint on disk is then the last epoch's, never half a file)."""
-    import signal
-    import threading
-
-    cancel = threading.Event()
-
-    def handler(signum, frame) -> None:
-        if cancel.is_set():
-            raise KeyboardInterrupt
-        cancel.set()
-
-    previous = {number: signal.signal(number, handler) for number in (signal.SIGINT, signal.SIGTERM)}
-    try:
-        yield cancel
-    finally:
-        for number, old in previous.items():
-            signal.signal(number, old)
-
-
 def _without_nproc(args: list[str]) -> list[str]:
     """The command line minus ``--nproc N``: what each of the N processes runs."""
     kept, skip = [], False
@@ -530,7 +549,9 @@ def _without_nproc(args: list[str]) -> list[str]:
 @click.option(
     "--device", type=click.Choice(["auto", "cpu", "cuda", "mps"]), default="auto", show_default=True
 )
-@click.option("--threads", type=click.IntRange(min=1), help="Torch CPU threads (default: torch's choice).")
+@click.option("--threads", type=click.IntRange(min=1),
+              help="Torch CPU threads  [default: the fastest of 1, the free cores and all, "
+              "timed each epoch].")  # fmt: skip
 @click.option(
     "--limit", type=click.IntRange(min=1), metavar="N", help="Train on the first N training images only."
 )
@@ -593,7 +614,7 @@ def train_command(
     from click.core import ParameterSource
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
-    from convcalc import train as training
+    from convcalc import interrupts, preflight
 
     given = [
         name for name in _RECIPE_OPTIONS if ctx.get_parameter_source(name) == ParameterSource.COMMANDLINE
@@ -604,16 +625,27 @@ def train_command(
             f"{options} cannot be combined with --resume: a resumed run keeps its checkpoint's "
             "recipe; start a new run to change it"
         )
-    from convcalc import distributed
-
     plot_file = recipe.pop("plot_file")
     if plot_file:
         from convcalc import plot
+        from convcalc.files import check_writable
 
         plot.check_output(plot_file)  # a wrong suffix or no matplotlib fails now, not after training
+        check_writable(plot_file, "--plot", "curves.png")
     network = _load(spec)
     if recipe["augment"] is not None:
         recipe["augment"] = tuple(name.strip() for name in recipe["augment"].split(",") if name.strip())
+    # every check that needs no torch, before torch loads (seconds); rank 0 alone probes --out
+    checkpoint = preflight.check_request(
+        network, recipe["dataset"], data_dir, not no_download, out, resume, os.environ.get("RANK", "0") == "0"
+    )
+    stopped = (
+        f"interrupted twice: stopped at once; {checkpoint}, if there, is the checkpoint saved last, whole "
+        f"(continue with: convcalc train {spec} --resume {checkpoint})"
+    )
+    from convcalc import distributed
+    from convcalc import train as training
+
     config = training.TrainConfig(
         **{name: value for name, value in recipe.items() if value is not None},
         data_dir=data_dir,
@@ -634,7 +666,7 @@ def train_command(
     world = distributed.init(device)
     if world.rank != 0:  # the others train silently; their errors are named by rank
         try:
-            with _cancel_on_signals() as cancel:
+            with interrupts.graceful(stopped) as cancel:
                 result = training.train(network, config, cancel=cancel)
         except ConvcalcError as error:
             raise ConvcalcError(f"rank {world.rank}: {error}") from None
@@ -679,7 +711,8 @@ def train_command(
 
     callbacks = training.TrainCallbacks(on_start, on_batch, on_epoch, downloads.update, on_message)
     try:
-        with _cancel_on_signals() as cancel:
+        ended = f"interrupted: training had ended; {checkpoint} is as the run left it, whole"
+        with interrupts.graceful(stopped, after=ended) as cancel:
             result = training.train(network, config, callbacks, cancel)
     finally:
         downloads.stop()
@@ -715,6 +748,11 @@ def train_command(
         )
         stderr.print(message, style="red", markup=False)
         sys.exit(1)
+    if cancel.is_set():  # Ctrl-C during the last epoch's test or save: the run is complete, and said so
+        stderr.print(
+            f"interrupted after the last epoch: {result.checkpoint} is complete", style="red", markup=False
+        )
+        sys.exit(1)
 
 
 @cli.command(name="plot")
@@ -724,8 +762,10 @@ def train_command(
 def plot_command(checkpoints: tuple[str, ...], output: str, title: str | None) -> None:
     """Train and test loss and test accuracy per epoch of CHECKPOINTS, one colour per run."""
     from convcalc import plot
+    from convcalc.files import check_writable
 
     plot.check_output(output)
+    check_writable(output, "-o", "curves.png")  # before the checkpoints load (torch)
     plot.plot(list(checkpoints), output, title)
     stderr.print(f"wrote {output}", markup=False)
 
@@ -750,8 +790,10 @@ def rf_command(spec: str, layer: str, unit: str | None, image: str | None, datas
                data_dir: str | None, checkpoint: str | None, seed: int, output: str) -> None:  # fmt: skip
     """A unit's theoretical receptive field (the engine's) and effective one (a gradient heat map)."""
     from convcalc import plot, rf
+    from convcalc.files import check_writable
 
     plot.check_output(output)
+    check_writable(output, "-o", "field.png")  # before the model is built and probed
     if image and dataset:
         raise click.UsageError("give --image or --dataset, not both")
     network = _load(spec)
@@ -879,7 +921,7 @@ def data_info(dataset: str | None, data_dir: str | None, as_json: bool) -> None:
                     f"{f['size']:,}" if f["size"] is not None else "",
                     Text("" if f["status"] == "missing" else where),  # a path is text, not markup
                 )
-        stdout.print(table)
+        _print_table(table)  # piped: a path is never cut
         for name, entry in report.items():
             if not entry["complete"]:
                 stdout.print(

@@ -36,10 +36,13 @@ import zlib
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-import torch
-
+from convcalc import interrupts
 from convcalc.errors import ConvcalcError
+
+if TYPE_CHECKING:
+    import torch
 
 
 class DataError(ConvcalcError):
@@ -85,6 +88,8 @@ def read_idx(path: str | os.PathLike, ndim: int | None = None) -> torch.Tensor:
 
     ``ndim``, when given, is the number of dimensions the caller needs (3 for images, 1 for labels).
     """
+    import torch  # here: finding and checking files needs no torch (`train` checks before it loads torch)
+
     path = Path(path)
     data = _read_bytes(path)
     if len(data) < 4:
@@ -125,6 +130,8 @@ def read_idx(path: str | os.PathLike, ndim: int | None = None) -> torch.Tensor:
 
 def write_idx(path: str | os.PathLike, values: torch.Tensor) -> Path:
     """Write a uint8 tensor as an IDX file (gzipped when ``path`` ends in ``.gz``), atomically."""
+    import torch
+
     path = Path(path)
     if values.dtype != torch.uint8:
         raise ValueError(f"write_idx writes uint8 tensors, got {values.dtype}")
@@ -157,6 +164,7 @@ def write_dataset(
 def _atomic_write(path: Path, data: bytes) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".part")
+    interrupts.remove_if_interrupted(tmp)  # a Ctrl-C ends the process without this function's except
     try:
         with os.fdopen(fd, "wb") as handle:
             handle.write(data)
@@ -164,6 +172,8 @@ def _atomic_write(path: Path, data: bytes) -> None:
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
+    finally:
+        interrupts.forget(tmp)
 
 
 # --------------------------------------------------------------------------------------------
@@ -421,6 +431,7 @@ class _DownloadFailed(Exception):
 def _download_one(url: str, dest: Path, md5: str, progress: Progress | None, timeout: float) -> None:
     fd, tmp_name = tempfile.mkstemp(dir=dest.parent, prefix=f".{dest.name}.", suffix=".part")
     tmp = Path(tmp_name)
+    interrupts.remove_if_interrupted(tmp)  # a Ctrl-C ends the process without the finally below
     try:
         digest, received = hashlib.md5(), 0
         with os.fdopen(fd, "wb") as out, urllib.request.urlopen(url, timeout=timeout) as response:
@@ -451,6 +462,7 @@ def _download_one(url: str, dest: Path, md5: str, progress: Progress | None, tim
         raise _DownloadFailed(f"{type(error).__name__}: {error}") from None
     finally:
         tmp.unlink(missing_ok=True)  # gone already when renamed into place
+        interrupts.forget(tmp)
 
 
 def fetch(
@@ -521,6 +533,7 @@ def _cifar_batch(archive: tarfile.TarFile, path: Path, member: str) -> tuple[tor
     ``b"labels"`` N ints 0-9.
     """
     import numpy as np
+    import torch
 
     try:
         handle = archive.extractfile(member)
@@ -545,6 +558,8 @@ def read_cifar(
     path: str | os.PathLike,
 ) -> tuple[tuple[torch.Tensor, torch.Tensor], tuple[torch.Tensor, torch.Tensor]]:
     """(train, test) of the CIFAR-10 python-version archive ``path``, each (images, labels)."""
+    import torch
+
     path = Path(path)
     try:
         with tarfile.open(path, "r:gz") as archive:

@@ -19,12 +19,13 @@ torchrun the run is shared by its processes (``convcalc.distributed`` says how).
 
 from __future__ import annotations
 
+import codecs
 import math
 import os
 import platform
-import tempfile
 import threading
 import time
+import warnings
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field, fields, replace
 from pathlib import Path
@@ -34,11 +35,12 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from convcalc import __version__, data, distributed, images
+from convcalc import __version__, data, distributed, images, threads
 from convcalc.build import build_model
-from convcalc.engine import analyze, fmt_shape
+from convcalc.engine import fmt_shape
 from convcalc.errors import ConvcalcError
 from convcalc.files import write_atomically
+from convcalc.preflight import FOLDER, TrainError, check_checkpoint_path, check_fit, default_checkpoint_path
 from convcalc.spec import Network, network_from_data, spec_to_data
 
 OPTIMIZERS = ("adam", "adamw", "sgd")
@@ -50,13 +52,8 @@ _EVAL_BATCH = 1000
 # The recipe: what a checkpoint pins; a resumed run keeps the checkpoint's values of these.
 _RECIPE_FIELDS = ("dataset", "epochs", "batch_size", "lr", "optimizer", "schedule", "seed", "limit",
                   "val_fraction", "resize", "augment")  # fmt: skip
-FOLDER = "folder"  # the data set of --data-dir DIR with one subfolder per class (convcalc.images)
 AMP = ("bf16", "fp16")
 _AMP_DTYPES = {"bf16": torch.bfloat16, "fp16": torch.float16}
-
-
-class TrainError(ConvcalcError):
-    """A training request that cannot run: bad option, spec unfit for the data set, bad checkpoint."""
 
 
 @dataclass(frozen=True)
@@ -132,22 +129,7 @@ def check_network(network: Network, dataset: str, classes: int | None = None) ->
     """Raise ``TrainError`` unless ``network`` takes the data set's images and ends in one score
     per class; ``BuildError`` when the spec has errors. A ``folder`` takes the spec's input; its
     number of ``classes`` is known once it is read (None: only a 1-D output is checked)."""
-    if dataset != FOLDER:
-        info = data.dataset_info(dataset)
-        c, h, w = info.input_shape
-        classes = len(info.classes)
-        if tuple(network.input) != info.input_shape:
-            raise TrainError(
-                f"spec {network.name!r} takes {fmt_shape(tuple(network.input))} input, but {dataset} images "
-                f"are {fmt_shape(info.input_shape)}; set `input: [{c}, {h}, {w}]` in the spec"
-            )
-    analysis = analyze(network)
-    if analysis.ok and (len(analysis.output_shape) != 1 or classes not in (None, analysis.output_shape[0])):
-        wanted = classes if classes is not None else "N"
-        raise TrainError(
-            f"spec {network.name!r} ends in {fmt_shape(analysis.output_shape)}, but a {dataset} classifier "
-            f"must end in {wanted} class scores; end it with Flatten and Linear(out_features={wanted})"
-        )
+    check_fit(network, dataset, classes)  # the part without torch (`convcalc train` runs it first)
     build_model(network, initialize=False)  # BuildError naming the layer when the spec is impossible
 
 
@@ -205,15 +187,6 @@ def resolve_device(name: str) -> torch.device:
     return torch.device(name)
 
 
-def default_checkpoint_path(network: Network, dataset: str) -> str:
-    """``runs/<spec name>-<dataset>.pt``; the name made safe for a file name (no path separators,
-    NUL or other control characters, at most 100 characters), so it never leaves ``runs/``."""
-    safe = (
-        "".join(c if c.isalnum() or c in "-_." else "_" for c in network.name)[:100].strip(".") or "network"
-    )
-    return str(Path("runs") / f"{safe}-{dataset}.pt")
-
-
 # --------------------------------------------------------------------------------------------
 # Checkpoints
 
@@ -222,8 +195,15 @@ def load_checkpoint(path: str | os.PathLike, resume: bool = False) -> dict[str, 
     """A checkpoint written by ``train``, loaded with ``weights_only=True``; ``TrainError`` when
     the file is missing, unreadable, not a convcalc checkpoint, or lacks what evaluating it
     (``resume``: continuing its run) needs (``check_checkpoint``)."""
+    kind = _not_a_torch_file(path)
+    if kind:
+        raise TrainError(
+            f"{path}: not a convcalc checkpoint ({kind}); fix: give a .pt file written by `convcalc train`"
+        )
     try:
-        checkpoint = torch.load(path, map_location="cpu", weights_only=True)
+        with warnings.catch_warnings():  # "Detected pickle protocol 4" (a foreign pickle): ours says it
+            warnings.simplefilter("ignore")
+            checkpoint = torch.load(path, map_location="cpu", weights_only=True)
     except FileNotFoundError:
         raise TrainError(f"{path}: no such checkpoint") from None
     except Exception as error:  # torch raises many types for a corrupt or foreign file
@@ -233,14 +213,37 @@ def load_checkpoint(path: str | os.PathLike, resume: bool = False) -> dict[str, 
             f"{path}: not a readable checkpoint ({reason}); fix: give a file written by `convcalc train`"
         ) from None
     if not isinstance(checkpoint, dict) or checkpoint.get("format") != CHECKPOINT_FORMAT:
-        raise TrainError(f"{path}: not a convcalc checkpoint (written by `convcalc train`)")
+        raise TrainError(
+            f"{path}: not a convcalc checkpoint (its 'format' is not {CHECKPOINT_FORMAT!r}); fix: give a "
+            "file written by `convcalc train`"
+        )
     if checkpoint.get("format_version") != CHECKPOINT_VERSION:
         raise TrainError(
-            f"{path}: checkpoint format version {checkpoint.get('format_version')}, this convcalc "
-            f"reads version {CHECKPOINT_VERSION}"
+            f"{path}: checkpoint format version {checkpoint.get('format_version')!r}, this convcalc "
+            f"reads version {CHECKPOINT_VERSION}; fix: use the convcalc that wrote it, or train again"
         )
     check_checkpoint(checkpoint, str(path), resume)
     return checkpoint
+
+
+def _not_a_torch_file(path: str | os.PathLike) -> str | None:
+    """What the file is ("an empty file", "a text file", "not a file torch writes") when it
+    cannot be one ``torch.save`` wrote: a zip archive, or a pickle in torch's legacy format; None
+    when it may be (or cannot be read: ``torch.load`` then says why)."""
+    try:
+        with open(path, "rb") as file:
+            head = file.read(4096)
+    except OSError:
+        return None
+    if head.startswith((b"PK\x03\x04", b"\x80")):  # zip (torch >= 1.6); pickle protocol 2+ (legacy)
+        return None
+    if not head:
+        return "an empty file"
+    try:
+        codecs.getincrementaldecoder("utf-8")().decode(head)  # a character cut at 4096 bytes is fine
+    except UnicodeDecodeError:
+        return "not a file torch writes"
+    return "a text file" if b"\x00" not in head else "not a file torch writes"
 
 
 # What each use of a checkpoint reads, and its type: evaluate rebuilds the model and normalises
@@ -255,7 +258,8 @@ _RECIPE_TYPES = {"dataset": str, "epochs": int, "batch_size": int, "lr": float, 
 # recipe fields a checkpoint may lack (written before they existed: the defaults apply), and the
 # `data` a folder run records (where it read, for evaluate)
 _RECIPE_OPTIONAL = {"val_fraction": float, "resize": bool, "augment": (tuple, list)}
-_OPTIONAL_FIELDS = {"data": dict}
+_OPTIONAL_FIELDS = {"data": dict, "scaler": dict}
+_DATA_FIELDS = {"classes": list, "data_dir": str}
 _PROGRESS_FIELDS = {"epochs_done": int, "batch": int, "loss_sum": float, "seen": int, "epoch_seconds": float}
 _KIND_NAMES = {dict: "a mapping", torch.Tensor: "a tensor", int: "an integer", float: "a number",
                str: "a string", list: "a list", tuple: "a tuple", bool: "true or false",
@@ -298,6 +302,17 @@ def check_checkpoint(checkpoint: dict[str, Any], path: str, resume: bool = False
     _check_fields(path, checkpoint, _OPTIONAL_FIELDS, required=False)
     _check_fields(path, checkpoint["recipe"], _RECIPE_TYPES if resume else {"dataset": str}, "recipe.")
     _check_fields(path, checkpoint["recipe"], _RECIPE_OPTIONAL, "recipe.", required=False)
+    unknown = sorted(map(str, set(checkpoint["recipe"]) - set(_RECIPE_FIELDS)))
+    if unknown:
+        raise checkpoint_field_error(
+            path, f"recipe.{unknown[0]}", f"is not a recipe field (they are {', '.join(_RECIPE_FIELDS)})"
+        )
+    _check_fields(path, checkpoint.get("data", {}), _DATA_FIELDS, "data.", required=False)
+    tensors = all(
+        isinstance(k, str) and isinstance(v, torch.Tensor) for k, v in checkpoint["state_dict"].items()
+    )
+    if not tensors:
+        raise checkpoint_field_error(path, "state_dict", "holds more than names and tensors")
     try:
         check_dataset(checkpoint["recipe"]["dataset"])
     except data.DataError as error:
@@ -334,36 +349,6 @@ def _reason(error: Exception) -> str:
     if len(lines) > 1 and lines[0].endswith(":"):  # "Error(s) in loading state_dict for Sequential:"
         return lines[1]
     return lines[0] if lines else type(error).__name__
-
-
-def check_checkpoint_path(out: Path) -> None:
-    """``TrainError`` now, before any data is read or any batch trained, when no checkpoint can
-    be written at ``out``: a folder, a NUL, a name the file system refuses, a folder that is a
-    file or cannot be written. It makes what the first save makes (missing folders, the
-    temporary file) and removes it again."""
-    if "\x00" in str(out):
-        raise TrainError(f"{str(out)!r}: a path cannot hold a NUL character; fix: give --out another path")
-    try:
-        if out.is_dir():
-            raise TrainError(f"{out}: is a folder; fix: give a checkpoint file, e.g. --out {out / 'run.pt'}")
-        missing = [p for p in (out.parent, *out.parent.parents) if not p.exists()]  # innermost first
-        folder = out.parent.parents[len(missing) - 1] if missing else out.parent
-        if not folder.is_dir():
-            raise TrainError(f"{out}: {folder} is a file, not a folder; fix: give --out a path in a folder")
-        try:
-            out.parent.mkdir(parents=True, exist_ok=True)
-            fd, tmp = tempfile.mkstemp(dir=out.parent, prefix=f".{out.name}.", suffix=".part")
-            os.close(fd)
-            os.unlink(tmp)
-        finally:
-            for made in missing:
-                if made.is_dir():
-                    made.rmdir()
-    except OSError as error:
-        raise TrainError(
-            f"{out}: cannot write a checkpoint there ({error.strerror or error}); fix: give --out a "
-            "shorter path in a folder you can write"
-        ) from None
 
 
 def _save_checkpoint(path: Path, payload: dict[str, Any]) -> None:
@@ -458,6 +443,17 @@ def load_data(
     return dataset
 
 
+def _check_not_empty(dataset: data.Dataset, name: str, counts: dict[str, int]) -> None:
+    """``TrainError`` when a split has no image (valid files of 0 images; an accuracy over none
+    would be 0/0)."""
+    for split, count in counts.items():
+        if count == 0:
+            raise TrainError(
+                f"{name} in {dataset.folder}: the {split} set has 0 images; give files with at least "
+                "one image (or another --data-dir)"
+            )
+
+
 def fits_on(device: torch.device, nbytes: int) -> bool:
     """Whether ``nbytes`` of data can stay on ``device`` beside the model (CUDA: within 80% of
     the free memory); the CPU and MPS (shared memory) always."""
@@ -468,10 +464,12 @@ def fits_on(device: torch.device, nbytes: int) -> bool:
 
 
 def _optimizer(name: str, parameters, lr: float) -> torch.optim.Optimizer:
+    # fused: one kernel per parameter instead of ~10 ops each (Adam was 9% of a LeNet step on the CPU,
+    # bench/README.md); a checkpoint saved unfused resumes unfused (its param_groups say so)
     if name == "adam":
-        return torch.optim.Adam(parameters, lr=lr)
+        return torch.optim.Adam(parameters, lr=lr, fused=True)
     if name == "adamw":
-        return torch.optim.AdamW(parameters, lr=lr)
+        return torch.optim.AdamW(parameters, lr=lr, fused=True)
     return torch.optim.SGD(parameters, lr=lr, momentum=0.9, nesterov=True)
 
 
@@ -577,12 +575,9 @@ def train(
         check_network(network, config.dataset, len(dataset.classes))
     train_images = dataset.train_images[: config.limit] if config.limit else dataset.train_images
     train_labels = dataset.train_labels[: len(train_images)]
-    for split, count in (("training", len(train_images)), ("test", len(dataset.test_images))):
-        if count == 0:
-            raise TrainError(
-                f"{config.dataset} in {dataset.folder}: the {split} set has 0 "
-                "images; give files with at least one image (or another --data-dir)"
-            )
+    _check_not_empty(
+        dataset, config.dataset, {"training": len(train_images), "test": len(dataset.test_images)}
+    )
     if checkpoint is not None:
         mean, std = checkpoint["normalize"]["mean"], checkpoint["normalize"]["std"]
     else:
@@ -689,6 +684,12 @@ def train(
     def stop_requested() -> bool:
         return cancel is not None and cancel.is_set()
 
+    chooser = _thread_chooser(config, device, world)
+
+    def tell(note: str | None) -> None:
+        if note and callbacks.on_message:
+            callbacks.on_message(note)
+
     if callbacks.on_start:
         callbacks.on_start(config.epochs, batches)
     trained_images, train_seconds, cancelled, saved, agreed = 0, 0.0, False, False, False
@@ -702,8 +703,13 @@ def train(
         order = order.to(store)
         tick = time.perf_counter()
         epoch_images = 0
+        if chooser:
+            tell(chooser.start_epoch(batches - progress.batch))
         # more than one process: stop when the last batch's all-reduce said one of them was asked to
         while progress.batch < batches and not (cancelled := agreed if world.size > 1 else stop_requested()):
+            step_started = time.perf_counter()
+            if chooser:
+                chooser.before_step()
             index = order[progress.batch * config.batch_size : (progress.batch + 1) * config.batch_size]
             positions, weight = distributed.shard(len(index), world)
             mine = index if world.size == 1 else index[positions.to(store)]
@@ -725,7 +731,9 @@ def train(
                 )
                 value, agreed = total / len(index), stops > 0
             else:
-                value = loss.item()
+                value = loss.item()  # waits for the step: the time below is the step's
+            if chooser:
+                tell(chooser.after_step(time.perf_counter() - step_started))
             progress.loss_sum += value * len(index)
             progress.seen += len(index)
             epoch_images += len(index)
@@ -754,6 +762,8 @@ def train(
         saved = True
         if callbacks.on_epoch:
             callbacks.on_epoch(metrics)
+    if chooser:
+        chooser.finish()
     checkpoint_path: str | None = str(out)
     if cancelled and not trained_images and not saved:
         checkpoint_path = config.resume  # stopped before a single batch: nothing new, no file replaced
@@ -769,6 +779,16 @@ def train(
         checkpoint=checkpoint_path,
         cancelled=cancelled,
     )
+
+
+def _thread_chooser(config: TrainConfig, device: torch.device, world: distributed.World):
+    """Without ``--threads``, on the CPU, in one process: a ``threads.Chooser`` that times the
+    candidate counts each epoch (None otherwise: torch's count stays; torchrun's processes get
+    one thread each from its OMP_NUM_THREADS=1, and a GPU run hardly uses the CPU's threads)."""
+    if config.threads is not None or device.type != "cpu" or world.size > 1:
+        return None
+    limit = torch.get_num_threads()  # the caller's (or torch's) count is the most to use
+    return threads.Chooser(lambda: threads.this_machine(limit), torch.set_num_threads)
 
 
 def _layers(spec_data: dict[str, Any]) -> tuple[Any, Any]:
@@ -826,6 +846,7 @@ def evaluate_checkpoint(
     config = TrainConfig(dataset=dataset_name, data_dir=data_dir, download=download, **known)
     target = resolve_device(device)
     dataset = load_data(config, tuple(network.input), progress)
+    _check_not_empty(dataset, dataset_name, {"test": len(dataset.test_images)})
     mean, std = checkpoint["normalize"]["mean"], checkpoint["normalize"]["std"]
     fmt = memory_format(tuple(network.input))
     model = model.to(target, memory_format=fmt) if fmt else model.to(target)

@@ -18,6 +18,13 @@ settings.load_profile("ci" if os.environ.get("CI") else "dev")
 
 ROOT = Path(__file__).resolve().parent.parent
 SPECS = ROOT / "specs"
+# The real MNIST files some tests read: $CONVCALC_MNIST_DIR, else $CONVCALC_DATA/mnist (the
+# product's own variable), else ../shared/data/mnist beside the checkout; absent, they skip.
+MNIST_DIR = Path(
+    os.environ.get("CONVCALC_MNIST_DIR")
+    or (Path(os.environ["CONVCALC_DATA"]) / "mnist" if os.environ.get("CONVCALC_DATA") else None)
+    or ROOT.parent / "shared" / "data" / "mnist"
+).expanduser()
 SHIPPED_SPECS = sorted(SPECS.glob("*.yaml"))
 
 

@@ -18,9 +18,9 @@ import torch
 
 from convcalc import data
 from convcalc.data import DataError
-from tests.conftest import ROOT
+from tests.conftest import MNIST_DIR
 
-SHARED_MNIST = ROOT.parent / "shared" / "data" / "mnist"
+SHARED_MNIST = MNIST_DIR  # $CONVCALC_MNIST_DIR, $CONVCALC_DATA/mnist or ../shared/data/mnist
 DEBIAN_FASHION = Path("/usr/share/datasets/fashion-mnist")
 
 
@@ -249,7 +249,7 @@ def test_inspect_statuses(isolated, monkeypatch, rng):
 PUBLISHED = data.DATASETS["mnist"].md5
 
 
-@pytest.mark.skipif(not SHARED_MNIST.is_dir(), reason="../shared/data/mnist is absent")
+@pytest.mark.skipif(not SHARED_MNIST.is_dir(), reason=f"{SHARED_MNIST} is absent (set CONVCALC_MNIST_DIR)")
 @pytest.mark.parametrize("name", sorted(PUBLISHED))
 def test_shared_mnist_files_match_published_md5_and_parse(name):
     path = SHARED_MNIST / name
@@ -266,7 +266,7 @@ def test_shared_mnist_files_match_published_md5_and_parse(name):
         assert torch.bincount(values.long(), minlength=10).min() > n // 20  # all ten digits, roughly balanced
 
 
-@pytest.mark.skipif(not SHARED_MNIST.is_dir(), reason="../shared/data/mnist is absent")
+@pytest.mark.skipif(not SHARED_MNIST.is_dir(), reason=f"{SHARED_MNIST} is absent (set CONVCALC_MNIST_DIR)")
 def test_inspect_shared_mnist_reports_ok():
     folder, statuses = data.inspect("mnist", SHARED_MNIST)
     present = [s for s in statuses if s.path is not None]

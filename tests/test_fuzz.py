@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import contextlib
 import io
+import os
 import re
 import signal
 import sys
@@ -342,9 +343,13 @@ def hostile_checkpoint_bytes(draw, real: tuple[bytes, dict]):
     import torch
 
     raw, loaded = real
-    kind = draw(st.sampled_from(["bytes", "truncated", "pickle", "torch junk", "field", "field", "field"]))
+    kinds = ["bytes", "text", "truncated", "pickle", "torch junk", "field", "field", "field"]
+    kind = draw(st.sampled_from(kinds))
     if kind == "bytes":
         return draw(st.binary(max_size=200))
+    if kind == "text":  # a spec, notes or a log given as the checkpoint
+        text = draw(st.sampled_from([LENET_TEXT, "", "epochs: 3\n"]) | st.text(max_size=40))
+        return text.encode("utf-8", "replace")
     if kind == "truncated":
         return raw[: draw(st.integers(0, len(raw) - 1))]
     if kind == "pickle":
@@ -449,3 +454,51 @@ def test_hostile_checkpoints_never_crash_plot(sandbox, real_checkpoint, data):
     path = root / "plotted.pt"
     path.write_bytes(data.draw(hostile_checkpoint_bytes(real_checkpoint)))
     assert run(["plot", str(path), "-o", str(root / "curves.svg")]) in (0, 1)
+
+
+# --- output paths (issue 17): every command that writes, given a path it cannot write ---------------
+
+# What a command line can hold: bytes decoded as Python decodes argv (lone surrogates for bad UTF-8).
+ARGV_TEXT = st.binary(min_size=1, max_size=12).map(os.fsdecode)
+FIXED_PATHS = ["{root}", "{root}/file/x", "{root}/file/a/b/x", "/sys/x", "/proc/x", "/", ".", "..",
+               "{root}/none/x", "{root}/ro/x", "-"]  # fmt: skip
+OUTPUT_PATHS = st.one_of(
+    st.sampled_from(FIXED_PATHS),
+    st.integers(240, 300).map(lambda n: "{root}/" + "p" * n),
+    st.integers(1, 3).map(lambda n: "{root}/" + "/".join(["q" * 200] * n) + "/x"),
+    ARGV_TEXT.map(lambda text: "{root}/" + text),
+)
+WRITING = {
+    "export": ["export", str(SPECS / "lenet.yaml"), "-o"],
+    "import": ["import", "torch.nn:ReLU", "--input", "1x8x8", "-o"],
+    "draw": ["draw", str(SPECS / "lenet.yaml"), "-o"],
+    "memory": ["memory", str(SPECS / "lenet.yaml"), "--budget", "1GiB", "-o"],
+    "rf": ["rf", str(SPECS / "lenet.yaml"), "--layer", "c3", "-o"],
+    "plot": ["plot", "{checkpoint}", "-o"],
+    "train": ["train", str(SPECS / "lenet.yaml"), "--data-dir", "{data}", "--no-download", "--limit", "8",
+              "--epochs", "1", "--batch-size", "8", "--out"],
+}  # fmt: skip
+
+
+@pytest.fixture(scope="module")
+def writing_sandbox(sandbox, real_checkpoint):
+    root, folder = sandbox
+    place = root / "writing"
+    place.mkdir()
+    (place / "file").write_text("a regular file")
+    (place / "ro").mkdir(mode=0o500)  # root writes there anyway; other users cannot
+    (place / "run.pt").write_bytes(real_checkpoint[0])
+    return place, folder
+
+
+@pytest.mark.slow
+@SOME
+@given(st.sampled_from(sorted(WRITING)), OUTPUT_PATHS, st.sampled_from(["", ".svg", ".png", ".py", ".pt"]))
+def test_hostile_output_paths_never_crash_the_commands_that_write(writing_sandbox, command, path, suffix):
+    place, folder = writing_sandbox
+    target = path.replace("{root}", str(place)) + (suffix if path != "-" else "")
+    args = [arg.format(checkpoint=place / "run.pt", data=folder) for arg in WRITING[command]]
+    code, _ = run_captured([*args, target])
+    assert code in (0, 1)
+    left = [p.name for p in place.rglob(".*") if p.name.endswith((".tmp", ".part", ".probe"))]
+    assert not left, left  # no temporary or probe file stays behind

@@ -374,9 +374,8 @@ def test_an_import_that_never_returns_ends_with_ctrl_c(tmp_path):
     [
         (LONG + ".yaml", None, "cannot open or create it (File name too long)"),
         ("nul.yaml", b"name: a\x00b\ninput: [1, 28, 28]\nlayers: []\n", "nul.yaml"),
-        ("blocks.yaml", (SPECS / "resnet18.yaml").read_bytes(), "the designer cannot edit yet"),
     ],
-    ids=["long-name", "nul", "blocks"],
+    ids=["long-name", "nul"],
 )
 def test_the_tui_refuses_before_the_app_starts(tmp_path, monkeypatch, name, content, words):
     from convcalc.tui.app import ConvcalcApp

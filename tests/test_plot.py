@@ -108,7 +108,7 @@ def test_errors(runs, tmp_path):
             [runs[0], "-o", str(tmp_path / "c.bmp")],
             "unknown plot type '.bmp'; fix: end the file name in .png",
         ),
-        ([str(not_ckpt), "-o", str(tmp_path / "c.png")], "not a readable checkpoint"),
+        ([str(not_ckpt), "-o", str(tmp_path / "c.png")], "not a convcalc checkpoint (a text file)"),
         ([str(tmp_path / "none.pt"), "-o", str(tmp_path / "c.png")], "no such checkpoint"),
         ([runs[0], "-o", str(tmp_path / "no" / "c.png")], "does not exist; fix: create it"),
     ]

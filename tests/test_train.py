@@ -237,7 +237,7 @@ def test_bad_checkpoints(tmp_path):
     with pytest.raises(TrainError, match="no such checkpoint"):
         load_checkpoint(tmp_path / "none.pt")
     (tmp_path / "junk.pt").write_bytes(b"not a checkpoint")
-    with pytest.raises(TrainError, match="not a readable checkpoint"):
+    with pytest.raises(TrainError, match=r"not a convcalc checkpoint \(a text file\)"):
         load_checkpoint(tmp_path / "junk.pt")
     torch.save({"state_dict": {}}, tmp_path / "foreign.pt")
     with pytest.raises(TrainError, match="not a convcalc checkpoint"):
@@ -315,7 +315,7 @@ def test_cli_missing_data(tmp_path):
 def test_cli_evaluate_bad_checkpoint(tmp_path):
     (tmp_path / "x.pt").write_text("nope")
     result = run_cli("evaluate", str(tmp_path / "x.pt"), timeout=120)
-    assert result.returncode == 1 and "not a readable checkpoint" in result.stderr
+    assert result.returncode == 1 and "not a convcalc checkpoint (a text file)" in result.stderr
     assert "Traceback" not in result.stderr
 
 
