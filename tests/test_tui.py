@@ -431,16 +431,3 @@ def test_every_layer_type_can_be_added_and_analysed(type_name):
 
 def spec_to_data_layer(layer) -> dict:
     return layer.model_dump(exclude_defaults=True) | {"type": layer.type}
-
-
-def test_a_spec_with_blocks_is_refused_with_a_message_not_flattened(tmp_path):
-    """The designer edits straight stacks; a graph spec is not opened (and later saved without
-    its blocks): the error says so and where to look at it instead. Nothing is written."""
-    from convcalc.spec import SpecError
-    from tests.conftest import run_cli
-
-    with pytest.raises(SpecError, match="blocks, Sequential groups or repeat"):
-        open_spec(SPECS / "resnet18.yaml")
-    result = run_cli("tui", "specs/resnet18.yaml")
-    assert result.returncode == 1 and "convcalc shape specs/resnet18.yaml" in result.stderr
-    assert "Traceback" not in result.stderr

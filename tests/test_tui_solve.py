@@ -17,6 +17,7 @@ from convcalc.spec import load_spec, network_from_data
 from convcalc.tui import model
 from convcalc.tui.app import ConvcalcApp
 from convcalc.tui.size_dialog import OutputSizeDialog
+from convcalc.tui.wording import tui_text
 from tests.test_tui import LENET, SIZE, app_for, assert_app_runs_without_torch, pilot_test, table_column
 
 
@@ -135,8 +136,8 @@ async def test_an_impossible_size_shows_the_solvers_message_and_the_app_goes_on(
         await open_dialog(pilot)
         await ask(pilot, "100")
         assert isinstance(app.screen, OutputSizeDialog)
-        assert f"✗ {expected.value}" in status(app)
-        assert "nearest reachable:" in status(app)
+        assert f"✗ {tui_text(str(expected.value))}" in status(app)  # the solver's, in the TUI's words
+        assert "nearest reachable:" in status(app) and "--transposed" not in status(app)
         assert listed(app) == []
         # bad text and no text: the dialog says what to type
         await ask(pilot, "14xq")

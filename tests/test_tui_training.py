@@ -19,6 +19,7 @@ from convcalc.spec import load_spec  # noqa: E402
 from convcalc.tui.app import ConvcalcApp  # noqa: E402
 from convcalc.tui.dialogs import UnsavedDialog  # noqa: E402
 from convcalc.tui.training import TrainingScreen  # noqa: E402
+from convcalc.tui.wording import tui_text  # noqa: E402
 from tests.conftest import SPECS  # noqa: E402
 from tests.test_tui import SIZE, pilot_test  # noqa: E402
 
@@ -183,7 +184,9 @@ async def test_missing_data_shows_the_data_modules_message(tmp_path):
         await pilot.click("#start")
         error = screen.query_one("#train-error", Static)
         await wait_for(pilot, lambda: error.display and not screen.running)
-        assert str(error.visual) == f"✗ {data.missing_message('mnist', str(empty))}"
+        shown = str(error.visual)  # the data module's message, in the TUI's words
+        assert shown == f"✗ {tui_text(data.missing_message('mnist', str(empty)))}"
+        assert "set the data folder" in shown and "--data-dir" not in shown
         assert not (tmp_path / "x.pt").exists()
         assert not screen.query_one("#start").disabled  # the app goes on
 

@@ -2,9 +2,13 @@
 
 from __future__ import annotations
 
+import asyncio
+import time
+from collections import deque
 from functools import partial
 from pathlib import Path
 
+from textual import events
 from textual.app import App, SystemCommand
 
 from convcalc.errors import ConvcalcError
@@ -36,13 +40,60 @@ class ConvcalcApp(App):
 
     CSS_PATH = "convcalc.tcss"
     TITLE = "convcalc"
+    # Screen classes by terminal size (convcalc.tcss): below 120 columns the designer's editor
+    # goes under the table and the training form above the plots; below 30 rows panes shrink.
+    HORIZONTAL_BREAKPOINTS = [(0, "-narrow"), (120, "-wide")]
+    VERTICAL_BREAKPOINTS = [(0, "-short"), (30, "-tall")]
 
     def __init__(self, network: Network, path: Path | None = None):
         super().__init__()
         self.designer = DesignerScreen(network, path)
+        self._keys: deque[events.Key] = deque()
+        self._handing_over: asyncio.Task | None = None  # runs while keys wait (not a worker:
+        # `workers.wait_for_complete()` would wait for it forever)
 
     def on_mount(self) -> None:
         self.push_screen(self.designer)
+
+    # Keys, one at a time ---------------------------------------------------------------
+    # Textual hands a key to the widget focused when the app reads it. Keys read while the work
+    # of the key before (an analysis, an editor rebuild, a focus move, a dialog closing) is
+    # still queued went to the old widget: "64" into in_channels, a second Enter closing one
+    # dialog twice. So keys wait here, and each is handed over once that work is done.
+
+    async def on_event(self, event: events.Event) -> None:
+        if isinstance(event, events.Key) and not event.is_forwarded:
+            self._keys.append(event)
+            if self._handing_over is None or self._handing_over.done():
+                self._handing_over = asyncio.create_task(self._hand_over_keys())
+        else:
+            await super().on_event(event)
+
+    async def _hand_over_keys(self) -> None:
+        while self._keys:
+            await self._settled()
+            try:
+                await super().on_event(self._keys.popleft())  # bindings run here, as in on_event
+            except Exception as error:  # as Textual does for a failing handler: shown, app exits
+                self._handle_exception(error)
+                return
+
+    async def _settled(self, limit: float = 2.0) -> None:
+        """Wait until no message or callback is pending on any screen and no screen says it is
+        ``busy`` (the designer while its editor is rebuilt); at most ``limit`` seconds: a key is
+        late rather than lost."""
+        deadline, spins = time.monotonic() + limit, 0
+        while self._busy() and time.monotonic() < deadline:
+            # a few bare yields, then 2 ms naps: each check walks the screens' widgets
+            await asyncio.sleep(0 if spins < 3 else 0.002)
+            spins += 1
+
+    def _busy(self) -> bool:
+        screens = self.screen_stack
+        if any(screen._callbacks or getattr(screen, "busy", False) for screen in screens):
+            return True
+        pumps = [self, *(node for screen in screens for node in screen.walk_children(with_self=True))]
+        return any(pump._message_queue.qsize() or pump._next_callbacks for pump in pumps)
 
     def get_system_commands(self, screen):
         """The command palette (ctrl+p): the designer's commands, then Textual's own."""

@@ -9,7 +9,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from rich.text import Text
-from textual import on
+from textual import events, on
 from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import Horizontal, Vertical, VerticalScroll
@@ -19,9 +19,9 @@ from textual.widgets import DataTable, Footer, Header, Static
 
 from convcalc import memory, render
 from convcalc.engine import Analysis, LayerResult, analyze, fmt_shape
-from convcalc.errors import ConvcalcError
+from convcalc.errors import ConvcalcError, SpecError
 from convcalc.spec import Network, load_spec
-from convcalc.tui import model
+from convcalc.tui import fixes, graphmodel, model
 from convcalc.tui.dialogs import (
     ConfirmDialog,
     HelpDialog,
@@ -31,11 +31,15 @@ from convcalc.tui.dialogs import (
     UnsavedDialog,
 )
 from convcalc.tui.editor import LayerEditor
+from convcalc.tui.graphscreen import GraphRows
+from convcalc.tui.picture import NetworkPicture
 from convcalc.tui.size_dialog import OutputSizeDialog
+from convcalc.tui.wording import tui_text
 
 _MOVE = Binding.Group("Move", compact=True)
 _UNDO = Binding.Group("Undo/redo", compact=True)
 COLUMNS = ("", "#", "name", "type", "settings", "output", "params", "MACs", "RF")
+PICTURE_MIN_HEIGHT = 44  # rows: from here the picture (12) leaves the table a dozen layers
 
 # What Enter on a row edits first: the field people change first (else the first field).
 PRIMARY_FIELDS = ("out_channels", "out_features", "kernel_size", "output_size", "p", "scale_factor",
@@ -52,6 +56,10 @@ class LayerTable(DataTable):
         Binding("end,G", "last_layer", "Last", show=False),
         Binding("j", "cursor_down", "Down", show=False),
         Binding("k", "cursor_up", "Up", show=False),
+        # group rows of a graph spec (without groups ←/→ scroll sideways, as before)
+        Binding("space", "screen.fold('toggle')", "Fold", show=False),
+        Binding("left", "screen.fold('close')", "Fold", show=False),
+        Binding("right", "screen.fold('open')", "Unfold", show=False),
     ]
 
     def action_first_layer(self) -> None:
@@ -63,7 +71,7 @@ class LayerTable(DataTable):
             self.move_cursor(row=self.row_count - 1)
 
 
-class DesignerScreen(Screen):
+class DesignerScreen(GraphRows, Screen):
     """Edit a network; ``path`` is where it is saved (None: not saved yet)."""
 
     BINDINGS = [
@@ -74,7 +82,10 @@ class DesignerScreen(Screen):
         Binding("shift+up", "move(-1)", "Move up", key_display="⇧↑", group=_MOVE),
         Binding("shift+down", "move(1)", "Move down", key_display="⇧↓", group=_MOVE),
         Binding("s", "network", "Input"),
+        Binding("p", "picture", "Picture", show=False),  # in the help (f1): the footer is full at 130
         Binding("o", "output_size", "Output"),
+        Binding("f", "fix", "Fix"),  # shown only while an error has a fix the engine can apply
+        Binding("n", "inputs", "Inputs", show=False),
         Binding("ctrl+t", "train", "Train"),
         Binding("ctrl+z", "undo", "Undo", group=_UNDO),
         Binding("ctrl+y", "redo", "Redo", group=_UNDO),
@@ -97,7 +108,10 @@ class DesignerScreen(Screen):
         # the training form as last left (input id -> text), kept between visits of the screen
         self.train_form: dict[str, str] = {}
         self._shown: list[list[Text]] = []  # the table's cells as last drawn
-        self._shown_results: list[tuple[LayerResult, bool]] = []  # what they show: (row, invalid)
+        self._shown_results: list[tuple] = []  # what they show (GraphRows._table_keys)
+        self._init_graph_rows()
+        self._picture_chosen = False  # `p` pressed: the picture no longer follows the screen's height
+        self._fix_offered = False  # the footer shows `f Fix`
 
     # ----------------------------------------------------------------------------------
     # Layout
@@ -112,6 +126,9 @@ class DesignerScreen(Screen):
                 detail = VerticalScroll(Static("", id="detail-text"), id="detail")
                 detail.border_title = "Formula"
                 yield detail
+                picture = NetworkPicture(id="picture")
+                picture.border_title = "Picture · receptive field"
+                yield picture
             editor = LayerEditor(id="editor")
             editor.border_title = "Layer"
             yield editor
@@ -138,6 +155,12 @@ class DesignerScreen(Screen):
     def dirty(self) -> bool:
         return self.network != self.saved
 
+    @property
+    def busy(self) -> bool:
+        """The editor is being rebuilt: the app holds the next key until it is (``app._settled``)."""
+        editors = self.query(LayerEditor)  # none before compose and after unmount
+        return bool(editors) and editors.first().loading
+
     def _update_title(self) -> None:
         name = str(self.path) if self.path else "unsaved spec"
         title, sub_title = f"convcalc · {self.network.name}", f"{name}{' ●' if self.dirty else ''}"
@@ -147,11 +170,18 @@ class DesignerScreen(Screen):
     def _recompute(self) -> None:
         """Analyse the current network and redraw the table, totals and formula."""
         self.analysis = analyze(self.network)
-        self.selected = min(self.selected, max(0, len(self.network.layers) - 1))
+        self.selected = min(self.selected, max(0, len(self.analysis.rows) - 1))
+        if self.selected_group is not None and self.selected_group >= len(self.analysis.groups):
+            self.selected_group = None
         self._fill_table()
         self._update_totals()
         self._update_detail()
+        self._update_picture()
         self._update_title()
+        offered = fixes.fixable(self.analysis, self.network, self.selected) is not None
+        if offered != self._fix_offered:  # the footer shows `f Fix` only while there is one
+            self._fix_offered = offered
+            self._refresh_footer()
 
     def _row_cells(self, row: LayerResult) -> list[Text]:
         invalid = self.invalid is not None and self.invalid[0] == row.index
@@ -176,11 +206,10 @@ class DesignerScreen(Screen):
         """Show the analysis in the table: when the number of layers is unchanged only the
         cells that changed are rewritten (an edit usually changes a few columns)."""
         table = self.query_one("#layers", DataTable)
-        invalid = self.invalid[0] if self.invalid else None
-        results = [(row, row.index == invalid) for row in self.analysis.rows]
+        results = self._table_keys()
         same_count = len(results) == len(self._shown)
         rows = [
-            self._shown[i] if same_count and self._shown_results[i] == key else self._row_cells(key[0])
+            self._shown[i] if same_count and self._shown_results[i] == key else self._key_cells(key)
             for i, key in enumerate(results)
         ]
         if len(rows) == len(self._shown):
@@ -197,8 +226,8 @@ class DesignerScreen(Screen):
             table.add_rows(rows)
         self._shown, self._shown_results = rows, results
         table.border_title = f"Layers · input {fmt_shape(self.network.input)}"
-        if rows and table.cursor_row != self.selected:
-            table.move_cursor(row=self.selected, animate=False)
+        if rows and table.cursor_row != (line := self._cursor_line()):
+            table.move_cursor(row=line, animate=False)
 
     @property
     def train_batch(self) -> int:
@@ -224,20 +253,26 @@ class DesignerScreen(Screen):
             train = memory.training_memory(a).training_peak(batch)
             text.append("   train ", "dim").append(render.human_bytes(train), "bold")
             text.append(f" @{batch}", "dim")
+        # one line, cropped to the screen: wrapped, it pushed the error line below off the bar
+        text.truncate(max(1, self.size.width - 2), overflow="ellipsis")
         text.append("\n")
         if self.invalid is not None:
             text.append(f"✗ layer {self.invalid[0]}: {self.invalid[1]}", "bold red")
         elif a.errors:
             more = f" (+{len(a.errors) - 1} more)" if len(a.errors) > 1 else ""
-            text.append(f"✗ {a.errors[0]}{more}", "bold red")
+            text.append(f"✗ {tui_text(str(a.errors[0]))}{more}", "bold red")
         elif a.warnings:
             more = f" (+{len(a.warnings) - 1} more)" if len(a.warnings) > 1 else ""
-            text.append(f"! {a.warnings[0]}{more}", "yellow")
+            text.append(f"! {tui_text(str(a.warnings[0]))}{more}", "yellow")
         else:
-            text.append(f"✓ {len(a.rows)} layers, no errors", "green")
+            text.append(f"✓ {len(a.rows)} layer{'' if len(a.rows) == 1 else 's'}, no errors", "green")
         totals = self.query_one("#totals", Static)
         if str(totals.visual) != text.plain:
             totals.update(text, layout=False)  # fixed height: no relayout of the screen
+
+    @on(events.Resize)
+    def _fit_totals(self) -> None:
+        self._update_totals()  # cropped to the new width
 
     def _current_row(self) -> LayerResult | None:
         rows = self.analysis.rows
@@ -246,7 +281,9 @@ class DesignerScreen(Screen):
     def _update_detail(self) -> None:
         row = self._current_row()
         text = Text()
-        if row is None:
+        if self.selected_group is not None:
+            text = self._group_detail()
+        elif row is None:
             text.append("Add a layer (a) to see its formulas here.", "dim")
         else:
             lines = render.explain_row(row)
@@ -256,15 +293,11 @@ class DesignerScreen(Screen):
             if row.receptive_field is not None:
                 rf, jump = render.rf_text(row)
                 text.append(f"    receptive field {rf}, jump {jump}\n", "cyan")
-            for problem in row.errors:
-                text.append(
-                    f"✗ {problem.message}" + (f"; fix: {problem.fix}" if problem.fix else "") + "\n",
-                    "bold red",
-                )
-            for problem in row.warnings:
-                text.append(
-                    f"! {problem.message}" + (f"; fix: {problem.fix}" if problem.fix else "") + "\n", "yellow"
-                )
+            self._merge_detail(text, row)
+            for mark, style, problems in (("✗", "bold red", row.errors), ("!", "yellow", row.warnings)):
+                for problem in problems:
+                    fix = f"; fix: {tui_text(problem.fix)}" if problem.fix else ""
+                    text.append(f"{mark} {problem.message}{fix}\n", style)
         detail = self.query_one("#detail-text", Static)
         if text.plain != str(detail.visual):
             # the formula's line count can change: relayout only then
@@ -272,9 +305,16 @@ class DesignerScreen(Screen):
 
     async def _load_editor(self) -> None:
         self.invalid = None
-        await self.query_one(LayerEditor).show_layer(
-            self.selected if self.analysis.rows else None, self._current_row()
-        )
+        editor = self.query_one(LayerEditor)
+        if self.selected_group is not None:
+            fields = graphmodel.group_fields(self.network, self.selected_group)
+            await editor.show_group(*self._group_note(), fields)
+        elif self.has_structure and self.analysis.rows:  # the layer as written, and what an edit changes
+            raw = graphmodel.raw_item(self.network, self.selected)
+            note = graphmodel.where_text(self.network, self.selected)
+            await editor.show_layer(self.selected, self._current_row(), raw, note)
+        else:
+            await editor.show_layer(self.selected if self.analysis.rows else None, self._current_row())
         self._show_row_problems()
 
     def _show_row_problems(self) -> None:
@@ -282,7 +322,7 @@ class DesignerScreen(Screen):
         row = self._current_row()
         if row is None:
             return
-        messages = [f"{p.message}" + (f"; fix: {p.fix}" if p.fix else "") for p in row.errors]
+        messages = [f"{p.message}" + (f"; fix: {tui_text(p.fix)}" if p.fix else "") for p in row.errors]
         self.query_one(LayerEditor).show_errors({"": "\n✗ ".join(messages)} if messages else {})
 
     async def _apply(self, network: Network, group: object | None = None, reload_editor: bool = True) -> None:
@@ -298,9 +338,13 @@ class DesignerScreen(Screen):
 
     @on(DataTable.RowHighlighted, "#layers")
     async def _row_highlighted(self, event: DataTable.RowHighlighted) -> None:
-        if event.cursor_row == self.selected and self.query_one(LayerEditor).index == self.selected:
+        if event.cursor_row != event.data_table.cursor_row:
+            return  # stale: a refill after a change of the line count moved the cursor on since
+        row, group = self._line_at(event.cursor_row)
+        shown = self.query_one(LayerEditor).index
+        if (row, group) == (self.selected, self.selected_group) and shown == (row if group is None else None):
             return
-        self.selected = event.cursor_row
+        self.selected, self.selected_group = row, group
         self.history.seal()
         dropped = self.invalid
         await self._load_editor()
@@ -311,6 +355,7 @@ class DesignerScreen(Screen):
             self._fill_table()
             self._update_totals()
         self._update_detail()
+        self._update_picture()
 
     @on(DataTable.RowSelected, "#layers")
     def _row_selected(self) -> None:
@@ -329,7 +374,8 @@ class DesignerScreen(Screen):
     async def _edited(self, event: LayerEditor.Edited) -> None:
         editor = self.query_one(LayerEditor)
         try:
-            network = model.edit_layer(self.network, event.index, event.type_name, event.values)
+            edit = graphmodel.edit_node if self.has_structure else model.edit_layer
+            network = edit(self.network, event.index, event.type_name, event.values)
         except model.FieldErrors as errors:
             editor.show_errors(errors.errors)
             self.invalid = (event.index, next(iter(errors.errors.values())))
@@ -350,20 +396,26 @@ class DesignerScreen(Screen):
 
     @on(LayerEditor.TypeChanged)
     async def _type_changed(self, event: LayerEditor.TypeChanged) -> None:
-        await self._apply(model.change_type(self.network, event.index, event.type_name))
+        change = graphmodel.change_type if self.has_structure else model.change_type
+        try:
+            await self._apply(change(self.network, event.index, event.type_name))
+        except model.FieldErrors as errors:  # a block's layer whose new type does not fit every use
+            self.notify(str(errors), title="Type not changed", severity="error", timeout=8)
         self.query_one("#layer-type").focus()
 
     # ----------------------------------------------------------------------------------
     # Actions
 
     def check_action(self, action: str, parameters: tuple) -> bool | None:
-        needs_layer = {"insert", "duplicate", "delete", "move", "output_size"}
+        needs_layer = {"insert", "duplicate", "delete", "move", "output_size", "inputs"}
         if action in needs_layer and not self.network.layers:
             return None  # shown dimmed in the footer
         if action == "undo" and not self.history.can_undo:
             return None
         if action == "redo" and not self.history.can_redo:
             return None
+        if action == "fix":
+            return fixes.fixable(self.analysis, self.network, self.selected) is not None
         return True
 
     def _refresh_footer(self) -> None:
@@ -386,31 +438,67 @@ class DesignerScreen(Screen):
         )
 
     def action_insert(self) -> None:
+        after = self.analysis.groups[self.selected_group].name if self.selected_group is not None else None
         self.app.push_screen(
-            LayerTypeDialog(f"Insert a layer after layer {self.selected}", self._nd()),
-            self._add_at(self.selected + 1),
+            LayerTypeDialog(f"Insert a layer after {after or f'layer {self.selected}'}", self._nd()),
+            self._add_at(self.selected + 1, after=self.selected),
         )
 
-    def _add_at(self, index: int):
+    def _add_at(self, index: int, after: int | None = None):
+        """Add at ``index`` of a plain stack; in a graph (or a merge, given its inputs) after row
+        ``after``'s item (or the selected group), ``None``: at the end."""
+
         async def add(type_name: str | None) -> None:
             if type_name is None:
                 return
-            self.selected = index
-            await self._apply(model.insert_layer(self.network, index, model.new_layer(type_name)))
+            if self.has_structure or type_name in graphmodel.MERGES:
+                group = self.selected_group if after is not None else None
+                item = graphmodel.new_item(type_name, self.analysis, after, group)
+                try:
+                    network, self.selected = graphmodel.insert_after(self.network, after, item, group)
+                except model.FieldErrors as errors:
+                    self.notify(str(errors), title="Not added", severity="error", timeout=8)
+                    return
+            else:
+                network = model.insert_layer(self.network, index, model.new_layer(type_name))
+                self.selected = index
+            self.selected_group = None
+            await self._apply(network)
             self._refresh_footer()
 
         return add
 
+    async def _apply_graph(self, edit, *args) -> None:
+        """A graph edit of the selected row (or group row); its error is shown, nothing changes."""
+        try:
+            result = edit(self.network, self.selected, *args, group=self.selected_group)
+        except model.FieldErrors as errors:
+            self.notify(str(errors), title="Not changed", severity="error", timeout=8)
+            return
+        network, self.selected = result if isinstance(result, tuple) else (result, self.selected)
+        self.selected_group = None
+        await self._apply(network)
+        self._refresh_footer()
+
     async def action_delete(self) -> None:
+        if self.has_structure:
+            await self._apply_graph(graphmodel.delete_node)
+            return
         await self._apply(model.delete_layer(self.network, self.selected))
         self._refresh_footer()
 
     async def action_duplicate(self) -> None:
+        if self.has_structure:
+            await self._apply_graph(graphmodel.duplicate_node)
+            return
         network = model.duplicate_layer(self.network, self.selected)
         self.selected += 1
         await self._apply(network)
 
     async def action_move(self, offset: int) -> None:
+        if self.has_structure:
+            await self._apply_graph(graphmodel.move_node, offset)
+            return
         target = self.selected + offset
         if not 0 <= target < len(self.network.layers):
             return
@@ -427,10 +515,16 @@ class DesignerScreen(Screen):
             await self._after_history()
 
     async def _after_history(self) -> None:
+        field = self.focused.id if self.focused is not None and self.focused.id else None
         self.invalid = None
         self._recompute()
         await self._load_editor()
         self._refresh_footer()
+        if field is not None and field.startswith(("field-", "layer-type")):  # the rebuilt editor's
+            # same field keeps the focus (typing and Tab go on from it), else its first field
+            widgets = self.query(f"#{field}") or self.query_one(LayerEditor).query("Input, Select")
+            if widgets:
+                widgets.first().focus()
 
     def action_network(self) -> None:
         async def done(result) -> None:
@@ -445,6 +539,14 @@ class DesignerScreen(Screen):
         row = self._current_row()
         if row is None:
             return
+        if self.has_structure:  # the solver's fixes are whole stacks, by layer (model.size_choices)
+            self.notify(
+                "o sizes the layers of a plain stack; in a spec with blocks or groups type the fields "
+                "(the formula pane shows the arithmetic)",
+                title="Output size",
+                timeout=6,
+            )
+            return
         index = row.index
 
         async def done(choice: model.SizeChoice | None) -> None:
@@ -455,6 +557,38 @@ class DesignerScreen(Screen):
             self.notify(f"Layer {index}: {choice.fix.description} (ctrl+z undoes)", timeout=4)
 
         self.app.push_screen(OutputSizeDialog(self.network, row), done)
+
+    async def action_fix(self) -> None:
+        """Apply the engine's fix for the selected layer's error (else the first fixable one) as
+        one undo step, and select the layer it changed."""
+        problem = fixes.fixable(self.analysis, self.network, self.selected)
+        if problem is None:
+            return
+        try:
+            network = fixes.apply_fix(self.network, problem)
+        except SpecError as error:
+            self.notify(str(error), title="Fix not applied", severity="error", timeout=8)
+            return
+        self.selected = problem.index  # the layer changed, or the Flatten put before it
+        await self._apply(network)  # no group: one undo step of its own
+        self.notify(f"{fixes.describe(problem)} (ctrl+z undoes)", title="Fixed", timeout=4)
+
+    def _update_picture(self) -> None:
+        self.query_one(NetworkPicture).show(self.analysis, self.selected if self.analysis.rows else None)
+
+    def action_picture(self) -> None:
+        """Show or hide the picture (``p``); shown at first on screens with room for it."""
+        picture = self.query_one(NetworkPicture)
+        self._picture_chosen = True
+        picture.display = not picture.display
+        picture.redraw()
+
+    @on(events.Resize)
+    def _picture_fits(self, event: events.Resize) -> None:
+        if not self._picture_chosen:  # until `p` decides: shown only where the table keeps its rows
+            picture = self.query_one(NetworkPicture)
+            picture.display = event.size.height >= PICTURE_MIN_HEIGHT
+            picture.redraw()
 
     def action_focus_table(self) -> None:
         self.query_one("#layers").focus()
@@ -508,6 +642,7 @@ class DesignerScreen(Screen):
     async def open_network(self, network: Network, path: Path | None) -> None:
         self.history = model.History(network)
         self.saved, self.path, self.selected, self.invalid = network, path, 0, None
+        self._init_graph_rows()
         self._recompute()
         await self._load_editor()
         self._refresh_footer()

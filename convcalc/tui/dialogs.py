@@ -10,7 +10,7 @@ from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import Horizontal, Vertical
 from textual.screen import ModalScreen
-from textual.widgets import Button, DirectoryTree, Input, Label, OptionList, Static
+from textual.widgets import Button, DirectoryTree, Input, Label, OptionList, SelectionList, Static
 from textual.widgets.option_list import Option
 
 from convcalc.errors import ConvcalcError
@@ -75,6 +75,9 @@ HELP = """\
   enter  edit the layer (the field changed most often first; escape returns)
   ↑ ↓ j k  move     home g / end G  first / last     pageup / pagedown  a page
   s  network name and input size   o  solve for an output size
+  f  apply the engine's fix (a missing Flatten, a pool's padding; shown when there is one)
+  space, ← / →  fold / unfold a group (block, Sequential)   n  what the layer reads (inputs)
+  p  show / hide the picture (feature-map boxes, the selected layer's field on the input)
 [b]Anywhere[/b]
   ctrl+z / ctrl+y  undo / redo     ctrl+s  save      ctrl+r  save as
   ctrl+o  open      ctrl+n  new    ctrl+t  training screen   ctrl+p  commands
@@ -221,6 +224,49 @@ class NetworkDialog(ModalScreen[tuple[str, tuple[int, int, int]]]):
             error.update(f"✗ {exc}")
             return
         self.dismiss((name, shape))
+
+
+class InputsDialog(ModalScreen[list[str]]):
+    """Pick what a layer reads from the names it may read (``choices``: name and output shape);
+    space picks or drops one, Enter applies. Dismisses with the names in the order picked (the
+    order of a Cat), the ones already read first."""
+
+    BINDINGS = [
+        Binding("escape", "dismiss(None)", "Cancel"),
+        Binding("enter", "apply", "Apply", priority=True),
+    ]
+
+    def __init__(self, title: str, choices: list[tuple[str, str]], current: list[str]):
+        super().__init__()
+        self.title_text, self.choices, self.current = title, choices, current
+
+    def compose(self) -> ComposeResult:
+        with Vertical(classes="dialog"):
+            yield Label(self.title_text, classes="dialog-title")
+            yield Static(
+                "space: pick or drop · enter: apply · a merge reads two or more", classes="dialog-text"
+            )
+            yield SelectionList(
+                *((f"{name:<20} {shape}", name, name in self.current) for name, shape in self.choices),
+                id="input-names",
+            )
+            yield Static("", id="inputs-error", classes="field-error")
+
+    def on_mount(self) -> None:
+        names = self.query_one("#input-names", SelectionList)
+        names.focus()
+        picked = [name for name, _ in self.choices if name in self.current]
+        names.highlighted = [name for name, _ in self.choices].index(picked[-1]) if picked else 0
+
+    def action_apply(self) -> None:
+        picked = list(self.query_one("#input-names", SelectionList).selected)
+        if not picked:
+            error = self.query_one("#inputs-error", Static)
+            error.update("✗ pick at least one name (space)")
+            error.display = True
+            return
+        kept = [name for name in self.current if name in picked]
+        self.dismiss(kept + [name for name in picked if name not in kept])
 
 
 # One line of help per type in the picker.

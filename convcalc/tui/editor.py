@@ -53,6 +53,13 @@ class LayerEditor(VerticalScroll):
             super().__init__()
             self.index, self.type_name = index, type_name
 
+    class GroupEdited(Message):
+        """A group row's field changed (``show_group``): every field as typed."""
+
+        def __init__(self, values: dict[str, Any], field: str):
+            super().__init__()
+            self.values, self.field = values, field
+
     def __init__(self, **kwargs: Any):
         super().__init__(**kwargs)
         self.index: int | None = None
@@ -63,14 +70,41 @@ class LayerEditor(VerticalScroll):
         # here because a DOM query per field on every keystroke costs milliseconds.
         self._inputs: dict[str, Input | Select] = {}
         self._errors: dict[str, Static] = {}
+        self._raw: dict[str, Any] | None = None  # the layer as a graph spec writes it
 
     def compose(self) -> ComposeResult:
         yield Static("No layers yet: press [b]a[/b] to add one.", classes="editor-empty")
 
-    async def show_layer(self, index: int | None, row: LayerResult | None) -> None:
-        """Rebuild the inputs for layer ``index`` (``None``: nothing selected)."""
+    async def show_layer(
+        self, index: int | None, row: LayerResult | None, raw: dict[str, Any] | None = None, note: str = ""
+    ) -> None:
+        """Rebuild the inputs for layer ``index`` (``None``: nothing selected). ``raw``: the
+        layer as written in a graph spec (``$planes`` in a block), shown instead of its values;
+        ``note``: a line above the fields (what an edit changes)."""
         async with self._rebuild:
+            self._raw = raw
             await self._show_layer(index, row)
+            if note and row is not None:
+                await self.mount(Static(note, id="layer-note", classes="field-note"), before=0)
+
+    async def show_group(self, title: str, text: str, fields: dict[str, tuple[str, str]]) -> None:
+        """A group row of the table: ``text`` and one input per field (``#group-<name>``,
+        from ``{name: (value, placeholder)}``); edits come back as ``GroupEdited``."""
+        async with self._rebuild:
+            self._loading = True
+            self.index = self.type_name = None
+            await self.remove_children()
+            self._inputs, self._errors = {}, {}
+            self.border_title = title
+            widgets: list[Any] = [Static(text, classes="field-note")]
+            for field, (value, placeholder) in fields.items():
+                self._inputs[field] = Input(value, placeholder=placeholder, compact=True, id=f"group-{field}")
+                self._errors[field] = Static("", id=f"error-{field}", classes="field-error")
+                widgets += [Horizontal(Label(field, classes="field-label"), self._inputs[field],
+                                       classes="field-row"), self._errors[field]]  # fmt: skip
+            self._errors["layer"] = Static("", id="error-layer", classes="field-error")
+            await self.mount_all([*widgets, self._errors["layer"]])
+            self.call_after_refresh(self._done_loading)
 
     async def _show_layer(self, index: int | None, row: LayerResult | None) -> None:
         self._loading = True
@@ -112,10 +146,18 @@ class LayerEditor(VerticalScroll):
     def _done_loading(self) -> None:
         self._loading = False
 
+    @property
+    def loading(self) -> bool:
+        """True while the inputs are rebuilt (until the repaint after): a key for a field waits."""
+        return self._loading
+
     def _input(self, row: LayerResult, field: str):
         kind = model.field_kind(row.type, field)
         description = LAYER_CLASSES[row.type].model_fields[field].description
         value = getattr(row.layer, field)
+        written = self._raw.get(field) if self._raw is not None else None
+        if isinstance(written, str) and written.startswith("$"):  # a block parameter: text, not a choice
+            kind = "text"
         if kind == "bool":
             widget = Select([("true", True), ("false", False)], value=value, allow_blank=False, compact=True)
         elif isinstance(kind, tuple):
@@ -123,15 +165,20 @@ class LayerEditor(VerticalScroll):
                 [(choice, choice) for choice in kind], value=value, allow_blank=False, compact=True
             )
         else:
-            widget = Input(
-                value=model.shown_value(row.layer, field), placeholder=_placeholder(row, field), compact=True
+            shown = (
+                model.shown_value(row.layer, field)
+                if self._raw is None
+                else model.format_value(self._raw.get(field))
             )
+            widget = Input(value=shown, placeholder=_placeholder(row, field), compact=True)
         widget.id = f"field-{field}"
         widget.tooltip = description
         return widget
 
     def update_hints(self, row: LayerResult) -> None:
         """Refresh placeholders (inferred channels, auto name) after the network changed."""
+        if self.index is None:  # a group row's fields (show_group), not a layer's
+            return
         title = f"Layer {row.index} · {row.name}"
         if self.border_title != title:
             self.border_title = title
@@ -169,6 +216,10 @@ class LayerEditor(VerticalScroll):
 
     def on_input_changed(self, event: Input.Changed) -> None:
         event.stop()
+        if (event.input.id or "").startswith("group-") and not self._loading:
+            values = {name: model.parse_value(name, widget.value) for name, widget in self._inputs.items()}
+            self.post_message(self.GroupEdited(values, event.input.id.removeprefix("group-")))
+            return
         field = self._field_of(event.input)
         if field and not self._loading and self.index is not None:
             self.post_message(self.Edited(self.index, self.type_name, self.values(), field))

@@ -51,6 +51,7 @@ STARTER_FIELDS: dict[str, dict[str, Any]] = {
     "LayerNorm": {"normalized_shape": 1},
     "Unflatten": {"dim": 1, "unflattened_size": [1]},
     "ChannelShuffle": {"groups": 1},
+    "Chunk": {"chunks": 1},
     "PixelShuffle": {"upscale_factor": 2},
     "PixelUnshuffle": {"downscale_factor": 2},
     "Upsample": {"scale_factor": 2.0},
@@ -130,16 +131,15 @@ class History:
 
 
 def editable(network: Network, path: object) -> Network:
-    """``network`` if the designer can edit it: one row per item of ``layers``. Blocks,
-    ``Sequential`` groups and ``repeat`` are not editable here yet; such a spec is refused
-    (``SpecError``) rather than opened and then saved without its structure."""
-    flat = not network.blocks and all(item.type != "Sequential" and getattr(item, "repeat", 1) == 1
-                                      and item.type in LAYER_CLASSES for item in network.layers)  # fmt: skip
-    if not flat:
-        raise SpecError([
-            f"{path}: uses blocks, Sequential groups or repeat, which the designer cannot edit yet; "
-            f"see it with `convcalc shape {path}` (and `--depth 1`), check it with `convcalc check {path}`"
-        ])  # fmt: skip
+    """``network`` if the designer can edit it: every row of a graph spec (blocks, groups,
+    ``repeat``) traced to the item that makes it (``graphmodel.locate``), else ``SpecError``."""
+    from convcalc.tui import graphmodel  # it builds on this module's edits
+
+    if graphmodel.has_structure(network):
+        try:
+            graphmodel.locate(network)
+        except SpecError as error:
+            raise SpecError([f"{path}: {problem}" for problem in error.problems]) from None
     return network
 
 

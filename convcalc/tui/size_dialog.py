@@ -22,6 +22,7 @@ from convcalc.engine import LayerResult, fmt_shape
 from convcalc.solve import SolveError
 from convcalc.spec import Network
 from convcalc.tui import model
+from convcalc.tui.wording import tui_text
 
 HINT = "Type the wanted height×width and press enter: the solver lists the settings that give it."
 HELP = "enter: list · ↑↓ enter: apply (one undo step) · tab: edit the size · esc: cancel"
@@ -77,7 +78,7 @@ class OutputSizeDialog(ModalScreen[model.SizeChoice]):
         self.query_one("#solve-fixes").display = False
         self.query_one("#solve-header").display = False
         if self.refusal is not None:
-            self._status(Text(f"✗ {self.refusal}", "bold red"))
+            self._status(Text(f"✗ {tui_text(self.refusal)}", "bold red"))
             self.query_one(".field-row").display = False  # nothing to type
             self.query_one("#solve-help", Static).update("esc: close")
         else:
@@ -130,8 +131,8 @@ class OutputSizeDialog(ModalScreen[model.SizeChoice]):
             return
         self._worker = None
         target, result = self._target, event.worker.result
-        if isinstance(result, SolveError):
-            self._status(Text(f"✗ {result}", "bold red"))
+        if isinstance(result, SolveError):  # worded for the command line: the flags reworded
+            self._status(Text(f"✗ {tui_text(str(result))}", "bold red"))
             return
         choices, total = result
         self._show(choices, total, target)

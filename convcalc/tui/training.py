@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from rich.text import Text
-from textual import on, work
+from textual import events, on, work
 from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import Horizontal, Vertical, VerticalScroll
@@ -29,6 +29,7 @@ from convcalc import render
 from convcalc.engine import analyze, fmt_shape
 from convcalc.errors import ConvcalcError
 from convcalc.spec import Network
+from convcalc.tui.wording import tui_text
 
 # The form's choices: train.TrainConfig's values (``amp``: "" is float32)
 _OPTIMIZERS = ("adam", "adamw", "sgd")
@@ -40,8 +41,12 @@ def _pairs(options) -> list[tuple[str, str]]:
     return [(option, option) for option in options]
 
 
-_BATCH_UPDATE_SECONDS = 0.1  # at most ~10 progress messages a second from the training thread
-_PLOT_SECONDS = 0.5  # the plots are redrawn at most twice a second while batches arrive (epochs: always)
+# at most 4 progress messages a second from the training thread: each repaints the progress box
+# (at 10 a second the UI thread took ~15% of a core, bench/README.md)
+_BATCH_UPDATE_SECONDS = 0.25
+# the loss plot is redrawn at most once a second while batches arrive (an epoch's end: always);
+# a plotext render of a 160×48 screen's plot costs 20-40 ms of the UI thread (bench/README.md)
+_PLOT_SECONDS = 1.0
 
 
 # Messages from the worker threads (post_message is thread-safe) ----------------------------
@@ -120,7 +125,7 @@ class TrainingScreen(Screen):
 
     def compose(self) -> ComposeResult:
         yield Header()
-        with Horizontal():
+        with Horizontal(id="train-body"):
             with VerticalScroll(id="train-form"):
                 yield Static(self._spec_line(), id="train-spec")
                 yield self._row(
@@ -186,6 +191,9 @@ class TrainingScreen(Screen):
         self.query_one("#progress-box").border_title = "Progress"
         self.query_one("#loss-plot").border_title = "Loss"
         self.query_one("#accuracy-plot").border_title = "Test accuracy"
+        # a screen pushed after start-up gets no Resize in a real terminal, and so none of the
+        # app's breakpoint classes (-narrow: the form above the plots): one resize sets them
+        self.post_message(events.Resize.from_dimensions(self.app.size, None))
         self._draw_plots()
         self._load_trainer()
 
@@ -236,7 +244,7 @@ class TrainingScreen(Screen):
         self.running = False
         self._set_running(False)
         error = self.query_one("#train-error", Static)
-        error.update(f"✗ {event.message}")
+        error.update(f"✗ {tui_text(event.message)}")  # the data and training modules speak of flags
         error.display = True
         self.query_one("#train-stats", Static).update("Not running.")
 
@@ -509,10 +517,10 @@ class TrainingScreen(Screen):
         stats.append(f"\n{_clock(elapsed)} elapsed · about {_clock(left)} left", "dim")
         if self.cancel.is_set():
             stats.append(" · stopping…", "yellow")
-        self.query_one("#train-stats", Static).update(stats)
+        self.query_one("#train-stats", Static).update(stats, layout=False)  # fixed 2 lines: no reflow
         if now - self.plotted_at >= _PLOT_SECONDS:
             self.plotted_at = now
-            self._draw_plots()
+            self._draw_plots(accuracy=False)  # a batch changes the loss plot only
 
     @on(EpochDone)
     def _epoch_done(self, event: EpochDone) -> None:
@@ -566,7 +574,9 @@ class TrainingScreen(Screen):
             self.notify("Training stopped; the checkpoint is kept.", timeout=4)
             proceed()
 
-    def _draw_plots(self) -> None:
+    def _draw_plots(self, accuracy: bool = True) -> None:
+        """Redraw the loss plot and (``accuracy``) the accuracy plot: plotext renders a whole
+        plot each time, most of the UI's cost while training."""
         loss = self.query_one("#loss-plot", PlotextPlot)
         plt = loss.plt
         plt.clear_data()
@@ -585,6 +595,10 @@ class TrainingScreen(Screen):
         if self.total_epochs:
             plt.xlim(0, self.total_epochs)
         loss.refresh()
+        if accuracy:
+            self._draw_accuracy()
+
+    def _draw_accuracy(self) -> None:
         accuracy = self.query_one("#accuracy-plot", PlotextPlot)
         plt = accuracy.plt
         plt.clear_data()
