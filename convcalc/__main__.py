@@ -13,8 +13,8 @@ def run() -> None:
 
     try:
         main()
-    except SystemExit as done:
-        interrupts.leave(done.code)
+    finally:
+        interrupts.done()
 
 
 if __name__ == "__main__":

@@ -80,27 +80,12 @@ def exit_now(message: str | None = None) -> None:
     os._exit(1)
 
 
-def leave(code: object) -> None:
-    """End the process with ``code`` (a ``SystemExit`` code) once the command is done, without
-    Python's finalization: that puts SIGINT back to the system's default before the process is
-    gone, so a Ctrl-C in those last milliseconds (a second one after training stopped) killed the
-    process by signal (exit 130) instead of exit 1 with the message. ``atexit`` functions (logging,
-    ``weakref.finalize``) still run first, under this module's handler."""
-    import atexit
-
-    atexit._run_exitfuncs()
-    if code is None:
-        status = 0
-    elif isinstance(code, int):
-        status = code
-    else:  # sys.exit("text"): Python prints it and exits 1
-        with contextlib.suppress(Exception):
-            print(code, file=sys.stderr)
-        status = 1
-    for stream in (sys.stdout, sys.stderr):
-        with contextlib.suppress(Exception):
-            stream.flush()
-    os._exit(status)
+def done() -> None:
+    """The command is over (its exit code decided): from now on SIGINT is ignored. Python's
+    finalization puts every Python-level handler back to the system's default before the process
+    is gone, so a Ctrl-C in those last milliseconds (a second one after training stopped) killed
+    the process by signal (exit 130) instead of exit 1; an ignored signal stays ignored there."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
 
 
 def _isatty(fd: int) -> bool:

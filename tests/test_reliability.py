@@ -435,6 +435,25 @@ print("went on")
     ).read_text() == "whole"
 
 
+def test_a_ctrl_c_once_the_command_is_over_is_ignored_not_death_by_signal():
+    """Python's finalization resets a Python-level SIGINT handler to the system's default, so a
+    Ctrl-C in the last milliseconds (the second one of a stopped training) killed the process
+    (exit 130); once the command is over, SIGINT is ignored and the exit code stays the command's."""
+    script = f"""
+import os, signal, sys
+sys.argv = ["convcalc", "shape", {str(LENET)!r}]
+from convcalc.__main__ import run
+try:
+    run()
+except SystemExit as done:
+    code = done.code
+os.kill(os.getpid(), signal.SIGINT)
+print("ignored" if signal.getsignal(signal.SIGINT) is signal.SIG_IGN else "handled", code)
+"""
+    result = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0 and result.stdout.splitlines()[-1] == "ignored 0", result
+
+
 # seconds after the handler went in: amid the imports of click, rich, pydantic, torch
 STARTUP_DELAYS = (0.0, 0.5, 1.5)
 
