@@ -18,8 +18,39 @@ from convcalc.errors import ConvcalcError
 
 # Piped output is 120 columns wide (rich would pick 80), so tables do not wrap in files and CI.
 _PIPE_WIDTH = None if sys.stdout.isatty() or "COLUMNS" in os.environ else 120
+
+
+class _TrimmedStdout:
+    """``sys.stdout`` (looked up at each write) without spaces at the ends of lines: rich pads a
+    table's title, and some text, to the table's width, which piped output and files keep."""
+
+    def __init__(self) -> None:
+        self._spaces = ""  # the spaces after the last text written: dropped if a newline follows
+
+    def write(self, text: str) -> int:
+        text = self._spaces + text
+        body, newline, tail = text.rpartition("\n")
+        kept = tail.rstrip(" ")
+        self._spaces = tail[len(kept) :]
+        lines = "\n".join(line.rstrip(" ") for line in body.split("\n")) + newline if newline else ""
+        sys.stdout.write(lines + kept)
+        return len(text)
+
+    def flush(self) -> None:
+        sys.stdout.flush()
+
+    def isatty(self) -> bool:
+        return False
+
+    @property
+    def encoding(self) -> str:
+        return getattr(sys.stdout, "encoding", "utf-8")
+
+
 # emoji=False: a ':name:' in a spec's text stays text (and rich's emoji table is not loaded)
-stdout = Console(highlight=False, emoji=False, width=_PIPE_WIDTH)
+stdout = Console(
+    highlight=False, emoji=False, width=_PIPE_WIDTH, file=None if sys.stdout.isatty() else _TrimmedStdout()
+)
 stderr = Console(stderr=True, highlight=False, emoji=False, soft_wrap=True)
 
 

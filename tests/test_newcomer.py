@@ -161,3 +161,21 @@ def test_the_mnist_folder_of_the_tests_follows_the_environment(tmp_path):
         assert result.returncode == 0, result.stderr
         assert result.stdout.strip() == str(expected)
     assert re.search(r"CONVCALC_MNIST_DIR", README), "the README says how to point the tests at MNIST"
+
+
+@pytest.mark.parametrize(
+    "args",
+    [
+        ("solve", "--in", "28", "--out", "14"),
+        ("solve", "--in", "224", "--rf", "100"),
+        ("shape", "specs/lenet.yaml", "--explain"),
+        ("memory", "specs/lenet.yaml"),
+        ("data", "info"),
+    ],
+    ids=lambda args: " ".join(args[:2]),
+)
+def test_piped_output_has_no_spaces_at_line_ends(args):
+    # rich pads a table's title to the table's width; files and diffs kept the padding
+    result = run_cli(*args, cwd=ROOT, env={"COLUMNS": "200"})
+    assert result.returncode == 0 and result.stdout.count("\n") > 3, result.stderr
+    assert [line for line in result.stdout.splitlines() if line != line.rstrip(" ")] == []
