@@ -35,6 +35,7 @@ from convcalc.layers.base import (
     axis_names,
     conv_out,
     conv_transpose_out,
+    fmt_count,
     fmt_num,
     fmt_shape,
     numel,
@@ -57,8 +58,8 @@ _new_row = tuple.__new__
 
 __all__ = [
     "BYTES_PER_ELEMENT", "EXACT_STEPS", "RF", "Analysis", "LayerResult", "Problem", "adaptive_window",
-    "analyze", "conv_out", "conv_transpose_out", "fmt_num", "fmt_shape", "pool_out", "rf_adaptive",
-    "rf_global", "rf_step", "rf_transposed", "same_padding", "unseen",
+    "analyze", "conv_out", "conv_transpose_out", "fmt_count", "fmt_num", "fmt_shape", "pool_out",
+    "rf_adaptive", "rf_global", "rf_step", "rf_transposed", "same_padding", "unseen",
 ]  # fmt: skip
 
 

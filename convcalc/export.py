@@ -25,7 +25,7 @@ from pathlib import Path
 from typing import Any
 
 from convcalc import spec as S
-from convcalc.engine import Analysis, LayerResult, analyze
+from convcalc.engine import Analysis, LayerResult, analyze, fmt_count
 from convcalc.errors import ConvcalcError
 from convcalc.graph import NETWORK_INPUT
 from convcalc.torch_signatures import SIGNATURES
@@ -132,6 +132,7 @@ def export_source(network: S.Network) -> str:
         return graph_source(network, analysis)
     cls = class_name(network.name)
     shape_in, shape_out = _batch_shape(analysis.input_shape), _batch_shape(analysis.output_shape)
+    layers = fmt_count(len(analysis.rows), "layer")
     init = [line for row in analysis.rows for line in _init_lines(row, analysis)]
     forward = [f"        x = self.{row.name}(x)  # {_batch_shape(row.output_shape)}" for row in analysis.rows]
     lines = [
@@ -140,7 +141,7 @@ def export_source(network: S.Network) -> str:
         "",
         "",
         f"class {cls}(nn.Module):",
-        f'    """{doc_safe(network.name)}, {_layers(len(analysis.rows))}: {shape_in} -> {shape_out}."""',
+        f'    """{doc_safe(network.name)}, {layers}: {shape_in} -> {shape_out}."""',
         "",
         "    def __init__(self) -> None:",
         "        super().__init__()",
@@ -584,6 +585,7 @@ def graph_source(network: Any, analysis: Analysis) -> str:
         "OrderedDict" in flat(item) for d in exporter.classes.values() for _, item in exporter.body(d.uses[0])
     )
     shape_in, shape_out = _batch_shape(analysis.input_shape), _batch_shape(analysis.output_shape)
+    layers = fmt_count(len(analysis.rows), "layer")
     lines = source_header(network, analysis, uses_ordered) + own_layer_sources(analysis)
     for definition in exporter.classes.values():
         lines += ["", "", *exporter.class_source(definition)]
@@ -591,7 +593,7 @@ def graph_source(network: Any, analysis: Analysis) -> str:
         "",
         "",
         f"class {top}(nn.Module):",
-        f'    """{doc_safe(network.name)}, {_layers(len(analysis.rows))}: {shape_in} -> {shape_out}."""',
+        f'    """{doc_safe(network.name)}, {layers}: {shape_in} -> {shape_out}."""',
         "",
         "    def __init__(self) -> None:",
         "        super().__init__()",
@@ -603,11 +605,6 @@ def graph_source(network: Any, analysis: Analysis) -> str:
 
 # --------------------------------------------------------------------------------------
 # Small helpers
-
-
-def _layers(n: int) -> str:
-    """``1 layer``, ``2 layers`` (not ``1 layers``)."""
-    return f"{n:,} layer{'' if n == 1 else 's'}"
 
 
 def _literal(value: Any) -> str:

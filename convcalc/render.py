@@ -12,7 +12,7 @@ from rich.cells import cell_len
 from rich.table import Table
 from rich.text import Text
 
-from convcalc.engine import Analysis, LayerResult, Problem, fmt_shape
+from convcalc.engine import Analysis, LayerResult, Problem, fmt_count, fmt_shape
 from convcalc.engine import fmt_num as num
 from convcalc.graph import NETWORK_INPUT
 
@@ -147,7 +147,7 @@ def table_rows(analysis: Analysis, depth: int | None = None) -> list[TableRow]:
         errors, warnings = any(r.errors for r in inside), any(r.warnings for r in inside)
         out.append(TableRow(
             f"{inside[0].index}–{inside[-1].index}", unit.name, unit.kind,
-            f"{len(inside)} layers", reads, output_text(row.output_shape),
+            fmt_count(len(inside), "layer"), reads, output_text(row.output_shape),
             _count(unit.params, unit.done), _count(unit.macs, unit.done),
             rf, jump, "red" if errors else ("yellow" if warnings else None),
         ))  # fmt: skip

@@ -18,7 +18,7 @@ from dataclasses import dataclass, field
 from functools import cached_property
 
 from convcalc.draw.svg import FAMILIES, Svg, family, mix, n, text_width
-from convcalc.engine import Analysis, fmt_shape
+from convcalc.engine import Analysis, fmt_count, fmt_shape
 from convcalc.graph import NETWORK_INPUT
 from convcalc.render import Fold, fold
 
@@ -84,7 +84,8 @@ class Stage:
         if self.main is None:
             return [("input", NAME_SIZE, True, False)]
         m = self.main
-        head = f"{m.kind} {m.result.summary}".strip() if m.key is None else f"{m.kind} · {len(m.rows)} layers"
+        layers = fmt_count(len(m.rows), "layer")
+        head = f"{m.kind} {m.result.summary}".strip() if m.key is None else f"{m.kind} · {layers}"
         out = [(m.name, NAME_SIZE, True, False), (head, LINE_SIZE, False, False)]
         if self.followers:
             out.append(("+ " + " + ".join(f.kind for f in self.followers), SMALL_SIZE, False, True))

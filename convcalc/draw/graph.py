@@ -13,7 +13,7 @@ from functools import cached_property
 
 from convcalc.draw import layout as L
 from convcalc.draw.svg import FAMILIES, THEMES, Svg, family, n, text_width
-from convcalc.engine import Analysis, fmt_shape
+from convcalc.engine import Analysis, fmt_count, fmt_shape
 from convcalc.graph import NETWORK_INPUT
 from convcalc.render import Fold, fold
 
@@ -74,7 +74,7 @@ def diagram(analysis: Analysis, depth: int | None, show_params: bool) -> Diagram
             head = f"{row.type} {row.summary}".strip()
             groups = tuple(g.path for g in row.groups)
         else:
-            head = f"{unit.kind} · {len(unit.rows)} layers"
+            head = f"{unit.kind} · {fmt_count(len(unit.rows), 'layer')}"
             groups = tuple(g.path for g in unit.rows[0].groups if len(g.path) < len(unit.key))
         lines = [
             (unit.name, NAME_SIZE, True, False),

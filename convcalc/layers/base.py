@@ -189,6 +189,11 @@ def fmt_num(x: float) -> str:
     return str(int(x)) if float(x).is_integer() else f"{x:g}"
 
 
+def fmt_count(n: int, noun: str) -> str:
+    """``1 layer``, ``2 layers``, ``1,024 layers`` (never ``1 layers``)."""
+    return f"{n:,} {noun}{'' if n == 1 else 's'}"
+
+
 def fmt_shape(shape: tuple[int, ...] | None) -> str:
     return "—" if shape is None else "×".join(str(v) for v in shape)
 

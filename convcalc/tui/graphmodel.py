@@ -20,7 +20,7 @@ import re
 from dataclasses import dataclass
 from typing import Any, NamedTuple
 
-from convcalc.engine import Analysis, LayerResult, fmt_shape
+from convcalc.engine import Analysis, LayerResult, fmt_count, fmt_shape
 from convcalc.graph import NETWORK_INPUT, Group, substitute
 from convcalc.spec import LAYER_CLASSES, Network, SpecError, canonical_type, network_from_data, spec_to_data
 from convcalc.tui import model
@@ -378,7 +378,7 @@ def group_cells(analysis: Analysis, line: Line, folded: bool, span: range) -> tu
     done = not total.of("unknown", span)
     return (
         mark, "", f"{'  ' * line.depth}{'▸' if folded else '▾'} {group.name}", group.kind,
-        settings or f"{len(span)} layers", fmt_shape(out.output_shape),
+        settings or fmt_count(len(span), "layer"), fmt_shape(out.output_shape),
         f"{total.of('params', span):,}" if done else "—",
         f"{total.of('macs', span):,}" if done else "—",
     )  # fmt: skip
