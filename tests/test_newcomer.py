@@ -184,7 +184,8 @@ def test_piped_output_has_no_spaces_at_line_ends(args):
 def test_a_folded_block_of_one_layer_says_1_layer(tmp_path):
     spec = tmp_path / "net.yaml"
     spec.write_text(
-        "name: one\ninput: [1, 8, 8]\nblocks:\n  B: {layers: [{type: Conv2d, out_channels: 2, kernel_size: 3}]}\n"
+        "name: one\ninput: [1, 8, 8]\n"
+        "blocks:\n  B: {layers: [{type: Conv2d, out_channels: 2, kernel_size: 3}]}\n"
         "layers:\n  - {type: B, name: b1}\n  - {type: B, name: b2, repeat: 2}\n"
     )
     result = run_cli("shape", str(spec), "--depth", "1")

@@ -184,10 +184,12 @@ def test_shaded_cells_are_the_cells_torch_reaches(h, w, layers, data):
     s = P.scale((h, w))
     cells = shaded(P.field_panel(analysis, row), (h, w), s)
     span = [rf.span(u) for rf, u in zip(row.receptive_field, unit, strict=True)]
-    clipped = [(max(0, math.floor(a)), min(n - 1, math.ceil(b))) for (a, b), n in zip(span, (h, w))]
+    sizes = (h, w)
+    pairs = zip(span, sizes, strict=True)
+    clipped = [(max(0, math.floor(a)), min(n - 1, math.ceil(b))) for (a, b), n in pairs]
     assert cells == expected_cells(clipped, s)
     assert expected_cells(extent, s) <= cells
-    if all(a >= 0 and b <= n - 1 for (a, b), n in zip(span, (h, w))):
+    if all(a >= 0 and b <= n - 1 for (a, b), n in zip(span, (h, w), strict=True)):
         assert cells == expected_cells(extent, s)
 
 
