@@ -362,7 +362,7 @@ class DesignerScreen(GraphRows, Screen):
         """Enter on a row: edit the field people change first (``PRIMARY_FIELDS``), else the
         first one."""
         editor = self.query_one(LayerEditor)
-        widgets = {widget.id: widget for widget in editor.query("Input, Select") if widget.id != "layer-type"}
+        widgets = {widget.id: widget for widget in editor.shown_fields() if widget.id != "layer-type"}
         for name in PRIMARY_FIELDS:
             if f"field-{name}" in widgets:
                 widgets[f"field-{name}"].focus()
@@ -522,9 +522,10 @@ class DesignerScreen(GraphRows, Screen):
         self._refresh_footer()
         if field is not None and field.startswith(("field-", "layer-type")):  # the rebuilt editor's
             # same field keeps the focus (typing and Tab go on from it), else its first field
-            widgets = self.query(f"#{field}") or self.query_one(LayerEditor).query("Input, Select")
+            shown = self.query_one(LayerEditor).shown_fields()
+            widgets = [widget for widget in shown if widget.id == field] or shown
             if widgets:
-                widgets.first().focus()
+                widgets[0].focus()
 
     def action_network(self) -> None:
         async def done(result) -> None:

@@ -8,7 +8,8 @@ down, messages up").
 from __future__ import annotations
 
 import asyncio
-from typing import Any
+from itertools import pairwise
+from typing import Any, NamedTuple
 
 from textual.app import ComposeResult
 from textual.containers import Horizontal, VerticalScroll
@@ -35,6 +36,67 @@ def _placeholder(row: LayerResult, field: str) -> str:
     if default is None:
         return "= kernel_size" if field == "stride" else "default: none"
     return f"default: {model.format_value(default)}"
+
+
+def _kind(row: LayerResult, field: str, raw: dict[str, Any] | None) -> str | tuple[str, ...]:
+    """How the field is edited: ``"bool"``, a tuple of choices, or ``"text"``."""
+    written = raw.get(field) if raw is not None else None
+    if isinstance(written, str) and written.startswith("$"):  # a block parameter: text, not a choice
+        return "text"
+    return model.field_kind(row.type, field)
+
+
+class _Field(NamedTuple):
+    """One field's row (label and input) and the error line under it, filled per layer."""
+
+    kind: str | tuple[str, ...]
+    row: Horizontal
+    widget: Input | Select
+    error: Static
+
+    @classmethod
+    def new(cls, field: str, kind: str | tuple[str, ...]) -> _Field:
+        widget: Input | Select
+        if kind == "bool":
+            widget = Select([("true", True), ("false", False)], allow_blank=False, compact=True)
+        elif isinstance(kind, tuple):
+            widget = Select([(choice, choice) for choice in kind], allow_blank=False, compact=True)
+        else:
+            widget = Input(compact=True)
+        widget.id = f"field-{field}"
+        row = Horizontal(Label(field, classes="field-label"), widget, classes="field-row")
+        return cls(kind, row, widget, Static("", id=f"error-{field}", classes="field-error"))
+
+
+class _Frame(NamedTuple):
+    """What a layer's editor always has: the empty-spec line, the note, the type selector,
+    the whole layer's error line (last)."""
+
+    empty: Static
+    note: Static
+    type_row: Horizontal
+    type_select: Select
+    layer_error: Static
+
+    @classmethod
+    def new(cls, type_name: str | None) -> _Frame:
+        names = list(LAYER_CLASSES)
+        select = Select(
+            [(name, name) for name in names], value=type_name or names[0], allow_blank=False, compact=True,
+            id="layer-type",
+        )  # fmt: skip
+        frame = cls(
+            Static("No layers yet: press [b]a[/b] to add one.", classes="editor-empty"),
+            Static("", id="layer-note", classes="field-note"),
+            Horizontal(Label("type", classes="field-label"), select, classes="field-row"),
+            select,
+            Static("", id="error-layer", classes="field-error"),
+        )
+        frame.note.display = frame.type_row.display = False
+        return frame
+
+    def widgets(self) -> list[Any]:
+        return [self.empty, self.note, self.type_row, self.layer_error]
 
 
 class LayerEditor(VerticalScroll):
@@ -71,21 +133,38 @@ class LayerEditor(VerticalScroll):
         self._inputs: dict[str, Input | Select] = {}
         self._errors: dict[str, Static] = {}
         self._raw: dict[str, Any] | None = None  # the layer as a graph spec writes it
+        # Every field row mounted so far, shown or hidden: moving to another row refills them
+        # (mounting ~30 widgets per move took ~650 ms on a 50-layer spec, bench/README.md).
+        self._fields: dict[str, _Field] = {}
+        self._frame: _Frame | None = None  # None while a group row's fields are shown
 
     def compose(self) -> ComposeResult:
-        yield Static("No layers yet: press [b]a[/b] to add one.", classes="editor-empty")
+        self._frame = _Frame.new(None)
+        yield from self._frame.widgets()
 
     async def show_layer(
         self, index: int | None, row: LayerResult | None, raw: dict[str, Any] | None = None, note: str = ""
     ) -> None:
-        """Rebuild the inputs for layer ``index`` (``None``: nothing selected). ``raw``: the
-        layer as written in a graph spec (``$planes`` in a block), shown instead of its values;
-        ``note``: a line above the fields (what an edit changes)."""
+        """Show layer ``index`` (``None``: nothing selected) in the field rows, mounting those
+        not shown before. ``raw``: the layer as written in a graph spec (``$planes`` in a
+        block), shown instead of its values; ``note``: a line above the fields (what an edit
+        changes)."""
         async with self._rebuild:
+            self._loading = True
             self._raw = raw
-            await self._show_layer(index, row)
-            if note and row is not None:
-                await self.mount(Static(note, id="layer-note", classes="field-note"), before=0)
+            self.index = index
+            self.type_name = row.type if row else None
+            if self._frame is None:  # back from a group row's fields
+                await self.remove_children()
+                with self._quiet():
+                    self._frame = _Frame.new(self.type_name)
+                await self.mount_all(self._frame.widgets())
+            if row is None:
+                self._show_empty(self._frame)
+                self._loading = False
+                return
+            await self._show_fields(self._frame, row, note)
+            self.call_after_refresh(self._done_loading)
 
     async def show_group(self, title: str, text: str, fields: dict[str, tuple[str, str]]) -> None:
         """A group row of the table: ``text`` and one input per field (``#group-<name>``,
@@ -94,6 +173,7 @@ class LayerEditor(VerticalScroll):
             self._loading = True
             self.index = self.type_name = None
             await self.remove_children()
+            self._fields, self._frame = {}, None
             self._inputs, self._errors = {}, {}
             self.border_title = title
             widgets: list[Any] = [Static(text, classes="field-note")]
@@ -106,42 +186,65 @@ class LayerEditor(VerticalScroll):
             await self.mount_all([*widgets, self._errors["layer"]])
             self.call_after_refresh(self._done_loading)
 
-    async def _show_layer(self, index: int | None, row: LayerResult | None) -> None:
-        self._loading = True
-        self.index = index
-        self.type_name = row.type if row else None
-        await self.remove_children()
+    def _quiet(self):
+        """Values set (and widgets made, for their mount) inside post no change messages: a
+        refill is not an edit. Never await inside: the blocked set is shared with child tasks."""
+        return self.prevent(Input.Changed, Select.Changed)
+
+    def _show_empty(self, frame: _Frame) -> None:
+        self.border_title = "Layer"
         self._inputs, self._errors = {}, {}
-        if row is None:
-            self.border_title = "Layer"
-            await self.mount(Static("No layers yet: press [b]a[/b] to add one.", classes="editor-empty"))
-            self._loading = False
-            return
-        self.border_title = f"Layer {index} · {row.name}"
-        widgets = [
-            Horizontal(
-                Label("type", classes="field-label"),
-                Select(
-                    [(name, name) for name in LAYER_CLASSES],
-                    value=row.type,
-                    allow_blank=False,
-                    compact=True,
-                    id="layer-type",
-                ),
-                classes="field-row",
-            )
+        frame.empty.display = True
+        for widget in (frame.note, frame.type_row, frame.layer_error):
+            widget.display = False
+        for unit in self._fields.values():
+            unit.row.display = unit.error.display = False
+
+    async def _show_fields(self, frame: _Frame, row: LayerResult, note: str) -> None:
+        fields = model.editable_fields(row.type)
+        kinds = {field: _kind(row, field, self._raw) for field in fields}
+        # a field whose input kind differs (a choice here, text there): its row is replaced
+        stale = [
+            self._fields.pop(f) for f in fields if f in self._fields and self._fields[f].kind != kinds[f]
         ]
-        for field in model.editable_fields(row.type):
-            self._inputs[field] = self._input(row, field)
-            self._errors[field] = Static("", id=f"error-{field}", classes="field-error")
-            widgets.append(
-                Horizontal(Label(field, classes="field-label"), self._inputs[field], classes="field-row")
+        if stale:
+            await self.remove_children([widget for unit in stale for widget in (unit.row, unit.error)])
+        with self._quiet():
+            new = {field: _Field.new(field, kinds[field]) for field in fields if field not in self._fields}
+        if new:
+            await self.mount_all(
+                [w for unit in new.values() for w in (unit.row, unit.error)], before=frame.layer_error
             )
-            widgets.append(self._errors[field])
-        self._errors["layer"] = Static("", id="error-layer", classes="field-error")
-        widgets.append(self._errors["layer"])
-        await self.mount_all(widgets)
-        self.call_after_refresh(self._done_loading)
+            self._fields.update(new)
+        self.border_title = f"Layer {self.index} · {row.name}"
+        shown = set(fields)
+        with self._quiet():
+            frame.type_select.value = row.type
+            for field in fields:
+                self._fill(row, field, self._fields[field].widget)
+        for field, unit in self._fields.items():
+            unit.row.display = field in shown
+            if field not in shown:
+                unit.error.display = False
+        self._inputs = {field: self._fields[field].widget for field in fields}
+        self._errors = {field: self._fields[field].error for field in fields} | {"layer": frame.layer_error}
+        rows = [w for field in fields for w in (self._fields[field].row, self._fields[field].error)]
+        self._order([frame.type_row, *rows, frame.layer_error])
+        frame.empty.display = False
+        frame.type_row.display = True
+        if str(frame.note.visual) != note:
+            frame.note.update(note)
+        frame.note.display = bool(note)
+        self.show_errors({})  # the error lines of the layer shown before
+
+    def _order(self, widgets: list[Any]) -> None:
+        """Put ``widgets`` in this order (the layer's fields in its type's order); moves only
+        when they are not in it already."""
+        position = {id(widget): index for index, widget in enumerate(self.children)}
+        if all(position[id(a)] < position[id(b)] for a, b in pairwise(widgets)):
+            return
+        for before, widget in pairwise(widgets):
+            self.move_child(widget, after=before)
 
     def _done_loading(self) -> None:
         self._loading = False
@@ -151,29 +254,29 @@ class LayerEditor(VerticalScroll):
         """True while the inputs are rebuilt (until the repaint after): a key for a field waits."""
         return self._loading
 
-    def _input(self, row: LayerResult, field: str):
-        kind = model.field_kind(row.type, field)
+    def shown_fields(self) -> list[Input | Select]:
+        """The inputs on screen in order, the type selector first (a DOM query for ``Input``
+        also finds the hidden rows of other layer types)."""
+        widgets = list(self._inputs.values())
+        return [self._frame.type_select, *widgets] if self.index is not None and self._frame else widgets
+
+    def _fill(self, row: LayerResult, field: str, widget: Input | Select) -> None:
         description = LAYER_CLASSES[row.type].model_fields[field].description
-        value = getattr(row.layer, field)
-        written = self._raw.get(field) if self._raw is not None else None
-        if isinstance(written, str) and written.startswith("$"):  # a block parameter: text, not a choice
-            kind = "text"
-        if kind == "bool":
-            widget = Select([("true", True), ("false", False)], value=value, allow_blank=False, compact=True)
-        elif isinstance(kind, tuple):
-            widget = Select(
-                [(choice, choice) for choice in kind], value=value, allow_blank=False, compact=True
-            )
-        else:
-            shown = (
-                model.shown_value(row.layer, field)
-                if self._raw is None
-                else model.format_value(self._raw.get(field))
-            )
-            widget = Input(value=shown, placeholder=_placeholder(row, field), compact=True)
-        widget.id = f"field-{field}"
-        widget.tooltip = description
-        return widget
+        if widget.tooltip != description:
+            widget.tooltip = description
+        if isinstance(widget, Select):
+            widget.value = getattr(row.layer, field)
+            return
+        shown = (
+            model.shown_value(row.layer, field)
+            if self._raw is None
+            else model.format_value(self._raw.get(field))
+        )
+        placeholder = _placeholder(row, field)
+        if widget.placeholder != placeholder:
+            widget.placeholder = placeholder
+        widget.value = shown
+        widget.cursor_position = len(shown)  # where a new Input puts it: typing appends
 
     def update_hints(self, row: LayerResult) -> None:
         """Refresh placeholders (inferred channels, auto name) after the network changed."""
