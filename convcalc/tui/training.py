@@ -47,6 +47,7 @@ _BATCH_UPDATE_SECONDS = 0.25
 # the loss plot is redrawn at most once a second while batches arrive (an epoch's end: always);
 # a plotext render of a 160×48 screen's plot costs 20-40 ms of the UI thread (bench/README.md)
 _PLOT_SECONDS = 1.0
+EPOCH_TABLE_ROWS = 12  # the epoch table's last rows: the form column has room for a dozen
 
 
 # Messages from the worker threads (post_message is thread-safe) ----------------------------
@@ -535,7 +536,7 @@ class TrainingScreen(Screen):
         table = Table(box=None, padding=(0, 1), header_style="dim", pad_edge=False)
         for header in ("epoch", "train", "test", "acc", "time"):
             table.add_column(header, justify="right")
-        for m in self.epochs[-12:]:  # the last dozen: the form column has room for them
+        for m in self.epochs[-EPOCH_TABLE_ROWS:]:
             table.add_row(str(m.epoch), f"{m.train_loss:.4f}", f"{m.test_loss:.4f}", f"{m.test_accuracy:.2%}",
                           f"{m.seconds:.1f}s")  # fmt: skip
         self.query_one("#epoch-table", Static).update(table)
