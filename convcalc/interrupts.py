@@ -46,11 +46,6 @@ def python_default() -> None:
     signal.signal(signal.SIGINT, signal.default_int_handler)
 
 
-def set_message(message: str) -> None:
-    """What an interrupt from now on prints (e.g. "the checkpoint X is saved and whole")."""
-    _state["message"] = message
-
-
 def remove_if_interrupted(path: str | os.PathLike) -> None:
     """``path``, a temporary file being written (a download), is deleted if an interrupt ends the
     process before ``forget(path)``: the ``finally`` that would delete it does not run."""

@@ -18,7 +18,7 @@ from textual.screen import Screen
 from textual.widgets import DataTable, Footer, Header, Static
 
 from convcalc import memory, render
-from convcalc.engine import Analysis, LayerResult, analyze, fmt_shape
+from convcalc.engine import Analysis, LayerResult, analyze, fmt_count, fmt_shape
 from convcalc.errors import ConvcalcError, SpecError
 from convcalc.spec import Network, load_spec
 from convcalc.tui import fixes, graphmodel, model
@@ -265,7 +265,7 @@ class DesignerScreen(GraphRows, Screen):
             more = f" (+{len(a.warnings) - 1} more)" if len(a.warnings) > 1 else ""
             text.append(f"! {tui_text(str(a.warnings[0]))}{more}", "yellow")
         else:
-            text.append(f"✓ {len(a.rows)} layer{'' if len(a.rows) == 1 else 's'}, no errors", "green")
+            text.append(f"✓ {fmt_count(len(a.rows), 'layer')}, no errors", "green")
         totals = self.query_one("#totals", Static)
         if str(totals.visual) != text.plain:
             totals.update(text, layout=False)  # fixed height: no relayout of the screen
