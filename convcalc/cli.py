@@ -582,7 +582,7 @@ def _without_nproc(args: list[str]) -> list[str]:
 )
 @click.option("--threads", type=click.IntRange(min=1),
               help="Torch CPU threads  [default: the fastest of 1, the free cores and all, "
-              "timed each epoch].")  # fmt: skip
+              "timed on the run's own steps, again when they slow down].")  # fmt: skip
 @click.option(
     "--limit", type=click.IntRange(min=1), metavar="N", help="Train on the first N training images only."
 )
