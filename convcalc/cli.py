@@ -97,8 +97,8 @@ def _input_shape(value: str | None) -> tuple[int, ...] | None:
     # ASCII digits only: int() would also take "1_0", " 28" and full-width "２８"
     dims = tuple(int(part) for part in parts) if all(p.isascii() and p.isdigit() for p in parts) else ()
     if not 1 <= len(dims) <= 4 or min(dims, default=0) < 1:
-        raise click.BadParameter(
-            f"{value!r}: give CxHxW (e.g. 1x28x28) or HxW, positive integers "
+        raise ConvcalcError(
+            f"--input {value!r}: give CxHxW (e.g. 1x28x28) or HxW, positive integers "
             "(CxL or CxDxHxW for 1-D and 3-D specs)"
         )
     return dims
