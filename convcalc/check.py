@@ -519,11 +519,12 @@ def _rf_comparisons(analysis: Analysis, network: S.Network) -> list[Comparison]:
         state[row.index] = (regime, union_clipped, rf)
         if len(row.output_shape) == nd + 1:
             picks = [_pick_units(rf[a], row.output_shape[1 + a], n_in[a], regime[a]) for a in axes]
-            units: list[Unit] = [tuple(picks[a][u] for a in axes) for u in (0, 1)]
-            # and the corner units: a wrong jump (e.g. a Softmax over W given jump = size) puts
-            # every unit but the first outside the input, where no "inside" unit would be picked
+            # the first and last picked units, then the corner units: a wrong jump (e.g. a Softmax
+            # over W given jump = size) puts every unit but the first outside the input, where no
+            # "inside" unit would be picked; each unit once (a 1×1 output has one unit in all)
             last = tuple(row.output_shape[1 + a] - 1 for a in axes)
-            units += [u for u in ((0,) * nd, last) if u not in units]
+            picked = [tuple(picks[a][u] for a in axes) for u in (0, 1)]
+            units: list[Unit] = list(dict.fromkeys([*picked, (0,) * nd, last]))
         else:
             units = [None]
         plans[row.index] = [

@@ -133,6 +133,19 @@ def test_drawn_stacks_pass_check(network):
     assert report.ok, "\n".join(str(c) for c in report.mismatches)
 
 
+@pytest.mark.parametrize("size, units", [((8, 8), 1), ((8, 12), 2), ((12, 12), 2)])
+def test_each_unit_is_probed_once(size, units):
+    # an 8×8 kernel on an H×W input gives (H-7)×(W-7) units, all inside the input: the units
+    # probed are the first and the last (the picked ones and the corners coincide); a 1×1
+    # output has one, which was compared four times over
+    network = S.Network.model_validate(
+        {"input": [1, *size], "layers": [{"type": "Conv2d", "out_channels": 2, "kernel_size": 8}]}
+    )
+    report = check(network)
+    quantities = [c.quantity for c in report.for_layer(0) if c.quantity.startswith("RF")]
+    assert report.ok and len(quantities) == 2 * units  # one comparison per axis per unit
+
+
 @settings(
     max_examples=40, deadline=None, suppress_health_check=[HealthCheck.too_slow, HealthCheck.filter_too_much]
 )
