@@ -25,7 +25,7 @@ from convcalc.spec import load_spec
 from convcalc.train import TrainConfig, TrainError, load_checkpoint, train
 from tests.conftest import ROOT, SPECS
 from tests.test_fuzz import run_captured
-from tests.test_train import squares
+from tests.test_train import one_epoch_lenet, squares
 
 LENET = SPECS / "lenet.yaml"
 LONG = "x" * 300  # past the 255 bytes a file name may have on Linux file systems
@@ -33,19 +33,19 @@ pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 @pytest.fixture(scope="module")
-def digits(tmp_path_factory):
-    rng = np.random.default_rng(0)
-    return data.write_dataset(tmp_path_factory.mktemp("digits"), squares(48, rng), squares(16, rng))
+def lenet_run(tmp_path_factory):
+    return one_epoch_lenet(tmp_path_factory, 48)
 
 
 @pytest.fixture(scope="module")
-def checkpoint_file(digits, tmp_path_factory):
+def digits(lenet_run):
+    return lenet_run[0]
+
+
+@pytest.fixture(scope="module")
+def checkpoint_file(lenet_run):
     """A real checkpoint: LeNet after one epoch of 48 images (3 batches of 16)."""
-    torch.set_num_threads(1)
-    out = tmp_path_factory.mktemp("run") / "lenet.pt"
-    train(load_spec(LENET), TrainConfig(data_dir=str(digits), epochs=1, batch_size=16, out=str(out),
-                                        download=False))  # fmt: skip
-    return out
+    return lenet_run[1]
 
 
 @pytest.fixture

@@ -18,35 +18,33 @@ import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
-import numpy as np
 import pytest
 import torch
 
 from convcalc import data
-from convcalc.spec import load_spec
-from convcalc.train import TrainConfig, load_checkpoint, train
+from convcalc.train import load_checkpoint
 from tests.conftest import ROOT, SPECS
 from tests.test_fuzz import run_captured
-from tests.test_train import squares
+from tests.test_train import one_epoch_lenet
 
 LENET = SPECS / "lenet.yaml"
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 @pytest.fixture(scope="module")
-def digits(tmp_path_factory):
-    rng = np.random.default_rng(0)
-    return data.write_dataset(tmp_path_factory.mktemp("digits"), squares(32, rng), squares(16, rng))
+def lenet_run(tmp_path_factory):
+    return one_epoch_lenet(tmp_path_factory, 32)
 
 
 @pytest.fixture(scope="module")
-def real(digits, tmp_path_factory) -> dict:
+def digits(lenet_run):
+    return lenet_run[0]
+
+
+@pytest.fixture(scope="module")
+def real(lenet_run) -> dict:
     """A real checkpoint (LeNet, one epoch of 32 images) as ``torch.load`` gives it."""
-    torch.set_num_threads(1)
-    out = tmp_path_factory.mktemp("run") / "lenet.pt"
-    train(load_spec(LENET), TrainConfig(data_dir=str(digits), epochs=1, batch_size=16, out=str(out),
-                                        download=False))  # fmt: skip
-    return torch.load(out, weights_only=True)
+    return torch.load(lenet_run[1], weights_only=True)
 
 
 # --- checkpoints: every key missing, of a wrong type, or null --------------------------------------

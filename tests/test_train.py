@@ -14,6 +14,7 @@ import signal
 import subprocess
 import sys
 import threading
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -45,6 +46,18 @@ def squares(n: int, rng: np.random.Generator) -> tuple[torch.Tensor, torch.Tenso
         row, col = 2 + 9 * (label // 4), 2 + 8 * (label % 4)  # 10 places on a 3×4 grid
         images[i, row : row + 7, col : col + 7] = 200 + rng.integers(0, 55)
     return torch.from_numpy(images), torch.from_numpy(labels.astype(np.uint8))
+
+
+def one_epoch_lenet(tmp_path_factory, n_train: int) -> tuple[Path, Path]:
+    """(data folder, checkpoint): ``n_train`` generated squares (16 test images) and a real
+    checkpoint of LeNet after one epoch of them in batches of 16, for the checkpoint tests."""
+    rng = np.random.default_rng(0)
+    folder = data.write_dataset(tmp_path_factory.mktemp("digits"), squares(n_train, rng), squares(16, rng))
+    out = tmp_path_factory.mktemp("run") / "lenet.pt"
+    torch.set_num_threads(1)
+    train(load_spec(SPECS / "lenet.yaml"), TrainConfig(data_dir=str(folder), epochs=1, batch_size=16,
+                                                      out=str(out), download=False))  # fmt: skip
+    return folder, out
 
 
 @pytest.fixture(scope="module")
