@@ -15,6 +15,7 @@ with a message naming it, its module path and the fix.
 
 from __future__ import annotations
 
+import contextlib
 import importlib
 import importlib.util
 import operator
@@ -380,6 +381,7 @@ def import_model(
         input_shape = _implied_input(graph, modules, name)
     elif channels and rank and len(input_shape) == rank - 1:  # --input HxW: the channels are the model's
         input_shape = (channels, *input_shape)
+    _fold_shape_reads(graph, model, input_shape)
     # producer node -> (scope path, name in that scope); scope -> group
     home: dict[fx.Node, tuple[tuple[str, ...], str]] = {}
     groups: dict[tuple[str, ...], _Group] = {(): _Group(())}
@@ -389,7 +391,7 @@ def import_model(
         if node.op == "placeholder":
             continue
         if node.op == "output":
-            output_node = node.args[0]
+            output_node = _one_output(node.args[0], name)
             break
         if node.op == "get_attr":
             raise _unsupported(node, str(node.target), f"a parameter used directly ({node.target})")
@@ -450,6 +452,70 @@ def import_model(
     data["output"] = _reference(output_node, (), home, groups, start, output_node)
     data = _blocks(_simplify(data), modules)
     return network_from_data(data, f"<import {name}>")
+
+
+def _one_output(value: Any, name: str) -> Any:
+    """What forward returns: one tensor, or a dict holding one (torchvision's segmentation
+    models return ``{"out": x}``, with ``"aux"`` beside it when built with the aux head)."""
+    if not isinstance(value, dict):
+        return value
+    if len(value) != 1:
+        raise ImportFailed(f"{name}: forward returns {len(value)} outputs ({', '.join(map(str, value))}); "
+                           "a spec has one. fix: build it with one (e.g. --arg aux_loss=false)")  # fmt: skip
+    return next(iter(value.values()))
+
+
+def _fold_shape_reads(graph: fx.Graph, model: nn.Module, input_shape: tuple[int, ...]) -> None:
+    """``x.shape[-2:]`` read in forward (torchvision's segmentation heads size their upsampling
+    with it) becomes the sizes it has for this input, when they do not depend on the batch:
+    the graph is run on meta tensors at batches 2 and 3 and a slice of a shape that is the
+    same in both is a constant. What reads the batch size stays a node (``x.view(x.size(0), -1)``
+    is a pattern; anything else is refused as before)."""
+    reads = [n for n in graph.nodes
+             if n.op == "call_function" and n.target is getattr and n.args[1] == "shape"]  # fmt: skip
+    slices = [user for read in reads for user in read.users if user.target is operator.getitem]
+    if not slices:
+        return
+    runs = [_run_on_meta(graph, model, (batch, *input_shape), slices) for batch in (2, 3)]
+    for node in slices:
+        value = runs[0].get(node)
+        if isinstance(value, torch.Size) and value == runs[1].get(node):
+            sizes = tuple(value)
+            for user in list(node.users):
+                user.args = fx.node.map_arg(user.args, lambda a, n=node, v=sizes: v if a is n else a)
+                user.kwargs = fx.node.map_arg(user.kwargs, lambda a, n=node, v=sizes: v if a is n else a)
+            graph.erase_node(node)
+    for read in reads:
+        if not read.users:
+            graph.erase_node(read)
+
+
+def _run_on_meta(graph: fx.Graph, model: nn.Module, shape: tuple[int, ...], wanted: list[fx.Node]) -> dict:
+    """The values of the ``wanted`` nodes when the traced graph runs on a meta input of ``shape``
+    (no kernel runs; a model with real weights runs under a fake-tensor mode)."""
+    values: dict[fx.Node, Any] = {}
+    keep = set(wanted)
+
+    class Recorder(fx.Interpreter):
+        def run_node(self, n: fx.Node) -> Any:
+            result = super().run_node(n)
+            if n in keep:
+                values[n] = result
+            return result
+
+    from torch._subclasses.fake_tensor import FakeTensorMode  # only for models with real weights
+
+    on_meta = all(t.is_meta for t in (*model.parameters(), *model.buffers()))
+    try:
+        with contextlib.nullcontext() if on_meta else FakeTensorMode(allow_non_fake_inputs=True):
+            # made inside the mode, a CPU input is fake too: no memory, no kernel
+            x = torch.empty(shape, device="meta" if on_meta else "cpu")
+            Recorder(fx.GraphModule(model, graph)).run(x)
+    except Exception as error:  # noqa: BLE001 - the model's own code fails at this input size
+        raise ImportFailed(f"forward fails on a {'×'.join(map(str, shape[1:]))} input "
+                           f"({type(error).__name__}: {str(error).splitlines()[0] if str(error) else ''}); "
+                           "fix: give the model's input size with --input") from None  # fmt: skip
+    return values
 
 
 def _chain_cats(graph: fx.Graph) -> None:
