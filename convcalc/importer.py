@@ -356,6 +356,11 @@ def import_model(
 ) -> Network:
     """The spec's network of ``model`` (see the module's docstring); ``ImportFailed`` names
     what cannot be said in a spec."""
+    layer = _torch_layer(model) or _foreign_layer(model)
+    if layer is not None:  # its keys are `weight`, `bias`: a spec's layers are named modules
+        kind = layer if isinstance(layer, str) else layer.__name__
+        raise ImportFailed(f"{name}: one {kind} layer, not a model holding layers; fix: write it in a spec "
+                           f"(layers: [{{type: {kind}, ...}}]) or import the model holding it")  # fmt: skip
     training = model.training
     model.eval()  # the inference graph: auxiliary heads (GoogLeNet's) and training-only branches drop out
     try:

@@ -210,6 +210,7 @@ def test_shape_takes_a_target(nets):
         ("{nets}:Shared", "called twice with the same weights"),
         ("{missing}:Net", "no file"),
         ("{broken}:Net", "syntax error"),
+        ("torch.nn:Identity", "one Identity layer, not a model holding layers"),  # its keys have no prefix
     ],
 )
 def test_bad_targets_are_one_line_errors(nets, tmp_path, target, expected):
