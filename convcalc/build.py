@@ -97,9 +97,27 @@ class Chunk(nn.Module):
         return f"chunks={self.chunks}, index={self.index}, dim={self.dim}"
 
 
+class BatchNormAct2d(nn.BatchNorm2d):
+    """BatchNorm2d, then an activation, in one module, as timm's BatchNormAct2d (its
+    EfficientNets, MobileNets, RegNets, DenseNets, ...): the BatchNorm's keys and no others."""
+
+    def __init__(self, num_features: int, eps: float = 1e-5, momentum: float | None = 0.1,
+                 affine: bool = True, track_running_stats: bool = True,
+                 act: str | None = "ReLU") -> None:  # fmt: skip
+        super().__init__(num_features, eps, momentum, affine, track_running_stats)
+        self.act = getattr(nn, act)() if act else nn.Identity()
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.act(super().forward(x))
+
+
 _MERGES: dict[str, type[nn.Module]] = {"Add": Add, "Mul": Mul, "Cat": Cat}
 # Spec types that are not torch.nn classes: built from this module, their source exported
-OWN_LAYERS: dict[str, type[nn.Module]] = {"StochasticDepth": StochasticDepth, "Chunk": Chunk}
+OWN_LAYERS: dict[str, type[nn.Module]] = {
+    "StochasticDepth": StochasticDepth,
+    "BatchNormAct2d": BatchNormAct2d,
+    "Chunk": Chunk,
+}
 
 
 def torch_class(type_name: str) -> type[nn.Module]:

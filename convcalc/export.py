@@ -68,7 +68,7 @@ def module_kwargs(layer: S._Layer, inferred: dict[str, int]) -> dict[str, Any]:
 
 # Spec types that are convcalc's own modules (convcalc.build), not torch.nn's: exported with
 # their source
-OWN_LAYERS = ("StochasticDepth", "Chunk")
+OWN_LAYERS = ("StochasticDepth", "BatchNormAct2d", "Chunk")
 
 
 def constructor_name(type_name: str) -> str:

@@ -30,7 +30,7 @@ import torch.nn.functional as F
 from torch import fx, nn
 
 from convcalc.errors import ConvcalcError
-from convcalc.spec import LAYER_CLASSES, Network, network_from_data
+from convcalc.spec import LAYER_CLASSES, NORM_ACTS, Network, network_from_data
 from convcalc.specfile import LAYER_NAME
 
 SPEC_ONLY = {"type", "name", "inputs", "repeat", "output_shape"}
@@ -126,6 +126,8 @@ def module_layer(module: nn.Module, path: str) -> dict[str, Any]:
     if kind == "LayerNorm":
         layer["elementwise_affine"] = module.elementwise_affine
         layer["bias"] = module.bias is not None
+    if kind == "BatchNormAct2d":
+        layer["act"] = _norm_act(module, path)
     if getattr(module, "padding_mode", "zeros") != "zeros":
         raise ImportFailed(f"{path} ({kind}): padding_mode={module.padding_mode!r} is not in the spec; "
                            "fix: pad with a ReflectionPad/ReplicationPad layer before it")  # fmt: skip
@@ -140,6 +142,22 @@ def module_layer(module: nn.Module, path: str) -> dict[str, Any]:
     if getattr(module, "divisor_override", None) is not None:
         raise ImportFailed(f"{path} ({kind}): divisor_override is not in the spec language")
     return layer
+
+
+def _norm_act(module: nn.Module, path: str) -> str | None:
+    """timm's BatchNormAct2d: its activation (``act``) by torch.nn name, with torch's defaults,
+    and no dropout between (``drop``)."""
+    if not isinstance(getattr(module, "drop", nn.Identity()), nn.Identity):
+        raise ImportFailed(f"{path} (BatchNormAct2d): a dropout between the norm and the activation is "
+                           "not in the spec language")  # fmt: skip
+    act = getattr(module, "act", nn.Identity())
+    if isinstance(act, nn.Identity):
+        return None
+    base = _torch_layer(act)
+    if base is None or base.__name__ not in NORM_ACTS or len(module_layer(act, f"{path}.act")) > 1:
+        raise ImportFailed(f"{path} (BatchNormAct2d): its activation {type(act).__name__} (with these "
+                           f"settings) is not one of {', '.join(NORM_ACTS)}, as torch makes it")  # fmt: skip
+    return base.__name__
 
 
 _ACTIVATIONS = {
@@ -216,6 +234,8 @@ def function_layer(node: fx.Node, where: str) -> tuple[dict[str, Any], list[fx.N
             return None  # each piece read is a Chunk layer (above)
         if target is torch.mean and _is_global_mean(node):  # s3d's torch.mean(x, dim=(2, 3, 4))
             return {"type": "mean", "nd": len(_mean_dims(node))}, tensors[:1]
+        if target is torch.mean and _is_global_mean(node, keepdim=True):
+            return {"type": f"AdaptiveAvgPool{len(_mean_dims(node))}d", "output_size": 1}, tensors[:1]
         if target is F.dropout:
             return {"type": "Dropout", "p": float(_arg(node, 1, "p", 0.5))}, tensors[:1]
         if target is F.interpolate:
@@ -240,6 +260,8 @@ def function_layer(node: fx.Node, where: str) -> tuple[dict[str, Any], list[fx.N
             return {"type": _METHOD_ACTIVATIONS[target]}, tensors[:1]
         if target == "mean" and _is_global_mean(node):
             return {"type": "mean", "nd": len(_mean_dims(node))}, tensors[:1]
+        if target == "mean" and _is_global_mean(node, keepdim=True):  # (N, C, 1, 1): no flatten
+            return {"type": f"AdaptiveAvgPool{len(_mean_dims(node))}d", "output_size": 1}, tensors[:1]
         if target in ("add", "add_"):
             return _merge(node, "Add", where)
         if target in ("mul", "mul_"):
@@ -252,12 +274,13 @@ def _mean_dims(node: fx.Node) -> list[Any]:
     return [dims] if isinstance(dims, int) else list(dims or [])
 
 
-def _is_global_mean(node: fx.Node) -> bool:
-    """``x.mean((2, 3))`` on (N, C, H, W), without keepdim: a global average pool, flattened."""
+def _is_global_mean(node: fx.Node, keepdim: bool = False) -> bool:
+    """``x.mean((2, 3))`` on (N, C, H, W): a global average pool, flattened (with ``keepdim``
+    not flattened: timm's squeeze-excite, ``x.mean((2, 3), keepdim=True)``)."""
     dims = _mean_dims(node)
     rank = len(dims) + 2
     return (
-        not _arg(node, 2, "keepdim", False)
+        bool(_arg(node, 2, "keepdim", False)) == keepdim
         and 1 <= len(dims) <= 3
         and all(type(d) is int for d in dims)
         and sorted(d % rank for d in dims) == list(range(2, rank))
@@ -335,7 +358,11 @@ class _Tracer(fx.Tracer):
 
 # Layers of other libraries that the spec has a type for: (module, class) -> spec type. Their
 # fields are read back by name, as for torch.nn's.
-_FOREIGN = {("torchvision.ops.stochastic_depth", "StochasticDepth"): "StochasticDepth"}
+_FOREIGN = {
+    ("torchvision.ops.stochastic_depth", "StochasticDepth"): "StochasticDepth",
+    ("timm.layers.norm_act", "BatchNormAct2d"): "BatchNormAct2d",  # a BatchNorm2d that runs its act too
+    ("timm.layers.linear", "Linear"): "Linear",  # nn.Linear, its forward rewritten for TorchScript only
+}
 
 
 def _foreign_layer(module: nn.Module) -> str | None:
@@ -885,8 +912,12 @@ def _fields(item: dict[str, Any]) -> dict[str, Any]:
 
 
 def _signature(items: list[dict[str, Any]]) -> Any:
+    """What instances of one block share. A field that is null in some of them (timm's
+    ``act: null`` where others have ReLU) splits them: a use cannot pass null to a parameter
+    (null declares it required)."""
     return tuple(
-        (item.get("name"), item["type"], repr(item.get("inputs")), tuple(sorted(_fields(item))),
+        (item.get("name"), item["type"], repr(item.get("inputs")),
+         tuple(sorted((key, value is None) for key, value in _fields(item).items())),
          _signature(item["layers"]) if isinstance(item.get("layers"), list) else None)
         for item in items
     )  # fmt: skip

@@ -303,6 +303,14 @@ def _row(row: LayerResult, ins: list[_Value], dtype: str, amp: bool) -> tuple[_V
         # under autocast, float32 like the weight or running stats, else the input's dtype
         stats = "float32" if amp and (layer.affine or layer.track_running_stats) else compute
         saved += [x.tensor, new("stats", 0, 2 * row.output_shape[0], of=stats, what="mean, invstd")]
+    elif t == "BatchNormAct2d":  # native_batch_norm as BatchNorm's, then what its activation keeps
+        stats = "float32" if amp and (layer.affine or layer.track_running_stats) else compute
+        saved += [x.tensor, new("stats", 0, 2 * row.output_shape[0], of=stats, what="mean, invstd")]
+        act = _kind(layer.act) if layer.act else None
+        if act == "input":  # f'(x) of the normalised map, a tensor of its own
+            saved.append(new("normalized", x.tensor.per_sample, what=f"normalised input of {layer.act}"))
+        elif act == "output":
+            saved.append(out.tensor)
     elif kind == "InstanceNorm":  # batch_norm on (1, N·C, …): per sample C each of mean,
         # invstd, and the weight and running stats repeated N times when it has them
         k = 2 + (1 if layer.affine else 0) + (2 if layer.track_running_stats else 0)

@@ -324,6 +324,14 @@ _MODELS += [
     _simple("Cat", "torch.cat of its inputs.", dim=(Dim, Field(1, description="The dim to concatenate on "
                                                                             "(batch is 0; channels: 1)."))),
 ]  # fmt: skip
+# timm's BatchNormAct2d: BatchNorm2d and its activation in one module (one set of keys)
+NORM_ACTS = ("ReLU", "ReLU6", "SiLU", "GELU", "Mish", "Hardswish", "Hardsigmoid", "Sigmoid", "Tanh", "ELU",
+             "SELU", "LeakyReLU")  # fmt: skip
+_MODELS.append(_model("BatchNormAct2d", _Layer, {**_norm_fields(True, True), "act": (
+    Literal[NORM_ACTS] | None, Field("ReLU", description="The activation after the normalisation, with "  # type: ignore[valid-type]
+                                     "torch's defaults (null: none)."))},
+    "BatchNorm2d, then its activation, in one module: timm's BatchNormAct2d (its EfficientNets, "
+    "MobileNets, RegNets, DenseNets, ...)."))  # fmt: skip
 for _name in ("ReLU", "ReLU6", "SELU", "SiLU", "Mish", "Hardswish", "Hardsigmoid", "Tanh", "Sigmoid",
               "Softsign", "Tanhshrink", "Identity"):  # fmt: skip
     _MODELS.append(_simple(_name, f"torch.nn.{_name}."))

@@ -115,6 +115,12 @@ CASES: list[tuple[list[int], dict]] = [
     ([2, 6, 6], {"type": "StochasticDepth", "p": 1.0}),
     ([4, 6, 6], {"type": "Chunk", "chunks": 2, "index": 1}),
     ([4, 6, 6], {"type": "Chunk", "chunks": 3, "index": 1, "dim": 2}),
+    # timm's BatchNormAct2d: its activation keeps its input (SiLU), its output (ReLU) or nothing
+    *[
+        ([3, 6, 6], {"type": "BatchNormAct2d", "act": act})
+        for act in ("ReLU", "SiLU", "Sigmoid", "GELU", None)
+    ],
+    ([3, 6, 6], {"type": "BatchNormAct2d", "act": "Hardswish", "affine": False}),
 ]
 for _nd, _shape in ((1, [3, 8]), (2, [3, 6, 6]), (3, [3, 4, 4, 4])):
     CASES += [

@@ -148,6 +148,7 @@ PLAUSIBLE = {
     **dict.fromkeys(["align_corners", "elementwise_affine"], st.booleans()),
     **dict.fromkeys(["upscale_factor", "downscale_factor", "num_groups", "num_channels"], SMALL),
     "num_parameters": st.sampled_from([1, 2]),
+    "act": st.sampled_from(["ReLU", "SiLU", None, "relu", "Swish"]),  # BatchNormAct2d
     "mode": st.sampled_from(["nearest", "bilinear", "linear"]),
     "normalized_shape": st.one_of(SMALL, st.lists(SMALL, min_size=1, max_size=2)),
     "scale_factor": st.one_of(st.none(), st.sampled_from([2, 2.0, 0.5])),

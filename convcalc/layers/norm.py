@@ -97,8 +97,14 @@ def layernorm(ctx: Ctx, layer: Any) -> Out:
     return Out(shape, _mix_spatial(ctx, range(max(0, first - 1), len(shape) - 1)), weight, bias)
 
 
+def _with_act(layer: Any, inferred: dict) -> str:
+    return f"+{layer.act}" if layer.act else ""
+
+
 for _nd in (1, 2, 3):
     register(f"BatchNorm{_nd}d", Family(lambda ctx, layer, nd=_nd: batchnorm(ctx, layer, nd), nd=_nd))
     register(f"InstanceNorm{_nd}d", Family(lambda ctx, layer, nd=_nd: instancenorm(ctx, layer, nd), nd=_nd))
+# its activation is pointwise: the field is BatchNorm's
+register("BatchNormAct2d", Family(lambda ctx, layer: batchnorm(ctx, layer, 2), _with_act, nd=2))
 register("GroupNorm", Family(groupnorm, lambda layer, inferred: f"{layer.num_groups} groups"))
 register("LayerNorm", Family(layernorm))
