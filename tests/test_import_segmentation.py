@@ -135,6 +135,16 @@ def test_a_shape_read_of_the_batch_is_still_refused():
         import_model(ReadsTheBatch(), (3, 8, 8), "batch")
 
 
+def test_a_graph_that_does_not_run_as_traced_is_refused_by_its_op():
+    """swin3d's traced graph edits a traced list and fails when run: nothing is folded, and
+    the import names the op it cannot say (not the input size)."""
+    with torch.device("meta"):
+        model = torchvision_models().video.swin3d_t(weights=None)
+    with pytest.raises(ImportFailed) as refused:
+        import_model(model, (3, 16, 112, 112), "swin3d_t")
+    assert "has no spec layer" in str(refused.value) and "--input" not in str(refused.value)
+
+
 def test_import_cli_of_a_segmentation_model(tmp_path, capsys):
     """In this process (torchvision registered as the tests do); then `shape` of the written spec
     as a user runs it."""
