@@ -97,6 +97,30 @@ class Chunk(nn.Module):
         return f"chunks={self.chunks}, index={self.index}, dim={self.dim}"
 
 
+class Permute(nn.Module):
+    """torch.permute(x, dims), batch included: as torchvision.ops.Permute
+    (ConvNeXt's [0, 2, 3, 1] to channels-last and [0, 3, 1, 2] back)."""
+
+    def __init__(self, dims: list[int]) -> None:
+        super().__init__()
+        self.dims = list(dims)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return torch.permute(x, self.dims)
+
+    def extra_repr(self) -> str:
+        return f"dims={self.dims}"
+
+
+class LayerNorm2d(nn.LayerNorm):
+    """LayerNorm over the channels of (N, C, H, W) at each position, as
+    torchvision's and timm's LayerNorm2d (ConvNeXt): channels last, layer_norm
+    over C, channels first again."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return super().forward(x.permute(0, 2, 3, 1)).permute(0, 3, 1, 2)
+
+
 class BatchNormAct2d(nn.BatchNorm2d):
     """BatchNorm2d, then an activation, in one module, as timm's BatchNormAct2d (its
     EfficientNets, MobileNets, RegNets, DenseNets, ...): the BatchNorm's keys and no others."""
@@ -117,6 +141,8 @@ OWN_LAYERS: dict[str, type[nn.Module]] = {
     "StochasticDepth": StochasticDepth,
     "BatchNormAct2d": BatchNormAct2d,
     "Chunk": Chunk,
+    "Permute": Permute,
+    "LayerNorm2d": LayerNorm2d,
 }
 
 
@@ -130,10 +156,15 @@ class GraphModule(nn.Module):
     them in order, each on the outputs it names (``-1``: this module's input), and returns the
     output of one of them. Tensors are dropped as soon as no later child reads them."""
 
-    def __init__(self, children: Sequence[tuple[str, nn.Module, tuple[int, ...]]], output: int):
+    def __init__(
+        self, children: Sequence[tuple[str, nn.Module | nn.Parameter, tuple[int, ...]]], output: int
+    ):
         super().__init__()
         for name, module, _ in children:
-            self.add_module(name, module)
+            if isinstance(module, nn.Parameter):  # the spec's Parameter: held here (CNBlock's layer_scale)
+                self.register_parameter(name, module)
+            else:
+                self.add_module(name, module)
         self._steps = [(name, refs) for name, _, refs in children]
         self._output = output
         last_use = {ref: i for i, (_, refs) in enumerate(self._steps) for ref in refs}
@@ -145,7 +176,11 @@ class GraphModule(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         values: dict[int, torch.Tensor] = {-1: x}
         for step, (name, refs) in enumerate(self._steps):
-            values[step] = self._modules[name](*(values[ref] for ref in refs))  # type: ignore[misc]
+            module = self._modules.get(name)
+            if module is None:  # a Parameter: the tensor itself
+                values[step] = self._parameters[name]  # type: ignore[assignment]
+            else:
+                values[step] = module(*(values[ref] for ref in refs))
             for ref in self._free[step]:
                 del values[ref]
         return values[self._output]
@@ -176,7 +211,9 @@ def build_model(network: S.Network, initialize: bool = True) -> nn.Module:
     return model
 
 
-def _module(row: Any, initialize: bool) -> nn.Module:
+def _module(row: Any, initialize: bool) -> nn.Module | nn.Parameter:
+    if row.type == "Parameter":
+        return parameter(row.layer, "meta" if not initialize else None)
     if row.type in _MERGES:
         return _MERGES[row.type](row.layer.dim) if row.type == "Cat" else _MERGES[row.type]()
     cls = torch_class(row.type)
@@ -184,6 +221,14 @@ def _module(row: Any, initialize: bool) -> nn.Module:
     if not initialize and "device" in inspect.signature(cls.__init__).parameters:
         return cls(**kwargs, device="meta")
     return cls(**kwargs)
+
+
+def parameter(layer: S._Layer, device: str | None = None) -> nn.Parameter:
+    """The spec's Parameter: ``torch.full(shape, value)``, or ``N(0, std²)`` draws."""
+    shape = tuple(layer.shape)
+    if layer.std is not None:
+        return nn.Parameter(nn.init.normal_(torch.empty(shape, device=device), std=layer.std))
+    return nn.Parameter(torch.full(shape, float(layer.value), device=device))
 
 
 def _assemble(analysis: Analysis, graph: Graph, leaves: dict[tuple[str, ...], nn.Module]) -> nn.Module:

@@ -38,7 +38,7 @@ from convcalc.build import build_model
 from convcalc.engine import RF, Analysis, LayerResult, analyze, fmt_num, fmt_shape
 from convcalc.errors import ConvcalcError
 from convcalc.graph import NETWORK_INPUT
-from convcalc.layers.base import axis_names
+from convcalc.layers.base import axis_names, channels_first
 
 BATCH = 2
 
@@ -58,7 +58,20 @@ def skeleton(model: nn.Module, analysis: Analysis) -> list[Step | None]:
     with positive weights; it takes the layer's inputs, in order. It reads the modules
     themselves (the geometry torch was given), not the spec. None: a layer the probe cannot
     follow (e.g. Unflatten back to channels); the layers after it are not probed."""
-    return [_skeleton_step(model.get_submodule(row.name), row) for row in analysis.rows]
+    return [
+        _parameter_step(row)
+        if row.type == "Parameter"
+        else _skeleton_step(model.get_submodule(row.name), row)
+        for row in analysis.rows
+    ]
+
+
+def _parameter_step(row: LayerResult) -> Step:
+    """A Parameter: a positive constant of one channel (it sees no input position), broadcast
+    as the real one is (no batch dim)."""
+    shape = row.output_shape or ()
+    size = (1, *shape[1:]) if len(shape) > 1 else (1,) * len(shape)
+    return lambda xs: torch.ones(size, dtype=torch.float64)
 
 
 def _one(f: Callable[[torch.Tensor], torch.Tensor]) -> Step:
@@ -118,6 +131,8 @@ def _skeleton_step(m: nn.Module, row: LayerResult) -> Step | None:
         return _one(lambda x: F.avg_pool2d(x, m.downscale_factor))
     if kind == "Unflatten":
         return None
+    if kind == "Permute":  # the one-channel skeleton's dims move as the real ones do
+        return _one(lambda x: x.permute(m.dims))
     if kind == "Chunk":  # along channels every piece sees what the one skeleton channel sees
         channels = m.dim % (len(row.input_shape) + 1) == 1 and len(row.input_shape) > 1
         return _one(lambda x: x if channels else x.chunk(m.chunks, m.dim)[m.index])
@@ -213,23 +228,34 @@ def _probe(network: S.Network, units: Mapping[int, Sequence[Unit]]) -> dict[int,
         out = values.get(index)
         if out is None:
             continue
+        if not out.requires_grad:  # a Parameter's constant: no input position reaches it
+            fields[index] = [None] * len(wanted)
+            continue
+        layout = analysis.rows[index].layout  # after a Permute: the skeleton's dims moved too
+        sizes = channels_first(tuple(out.shape[1:]), layout)[1:]
         # A unit beyond the real output (the engine's shape is wrong there) sees nothing.
         inside = [
             unit is None
-            or (
-                out.dim() == len(unit) + 2
-                and all(u < size for u, size in zip(unit, out.shape[2:], strict=True))
-            )
+            or (out.dim() == len(unit) + 2 and all(u < size for u, size in zip(unit, sizes, strict=True)))
             for unit in wanted
         ]
         target = out.new_zeros(()) + sum(
-            out[b].sum() if unit is None else out[(b, 0, *unit)] for b, unit in enumerate(wanted) if inside[b]
+            out[b].sum() if unit is None else out[(b, *_unit_index(unit, layout))]
+            for b, unit in enumerate(wanted)
+            if inside[b]
         )
         (grad,) = torch.autograd.grad(target, x, retain_graph=True, allow_unused=True)
         fields[index] = [
             _extent(grad[b, 0]) if grad is not None and inside[b] else None for b in range(len(wanted))
         ]
     return fields
+
+
+def _unit_index(unit: tuple[int, ...], layout: tuple[int, ...] | None) -> tuple[int, ...]:
+    """The skeleton's (channel 0, *unit) index, in the order its dims are held after a Permute."""
+    if layout is None:
+        return (0, *unit)
+    return tuple(0 if dim == 0 else unit[dim - 1] for dim in layout)
 
 
 def _extent(grad: torch.Tensor) -> Extent | None:
@@ -367,7 +393,12 @@ def _model_comparisons(analysis: Analysis, model: nn.Module, network: S.Network)
     }
     result = []
     for row in analysis.rows:
-        module = model.get_submodule(row.name)
+        if row.type == "Parameter":  # a tensor of the block, no module: no hook, no MACs
+            tensor = model.get_parameter(row.name)
+            shapes[row.name] = (BATCH, *tensor.shape)
+            module = nn.ParameterList([tensor])
+        else:
+            module = model.get_submodule(row.name)
         got_shape = shapes.get(row.name)
         torch_values = {
             "output shape": got_shape[1:] if got_shape else None,
@@ -442,6 +473,8 @@ def _torchinfo_comparisons(analysis: Analysis, network: S.Network) -> list[Compa
     by_name = {_torchinfo_path(info): info for info in stats.summary_list}
     result = []
     for row in analysis.rows:
+        if row.type == "Parameter":
+            continue  # a tensor, not a module: torchinfo has no row for it (its total counts it)
         info = by_name.get(row.name)
         got = tuple(info.output_size[1:]) if info is not None else None
         result.append(
@@ -501,11 +534,15 @@ def _rf_comparisons(analysis: Analysis, network: S.Network) -> list[Comparison]:
     plans: dict[int, list[tuple[Unit, list[_Expect | None]]]] = {}
     for row in analysis.rows:
         rf = row.receptive_field
-        assert rf is not None and row.output_shape is not None  # a valid analysis computes both
-        ins = [state[i] for i in row.inputs]
+        if rf is None:  # a Parameter (or made of Parameters only): it must see no input position
+            plans[row.index] = [(None, [])]
+            continue
+        row = _channels_first_row(row, analysis)
+        assert row.output_shape is not None  # a valid analysis computes it
+        ins = [state[i] for i in row.inputs if i in state]  # Parameters left out: they see nothing
         if row.type == "Mul":  # a gate broadcast over positions is left out (the engine's convention)
             full = [state[i] for i, shape in zip(row.inputs, row.input_shapes, strict=True)
-                    if shape is not None and shape[1:] == row.output_shape[1:]]  # fmt: skip
+                    if i in state and shape is not None and shape[1:] == row.output_shape[1:]]  # fmt: skip
             ins = full or ins
         regime, union_clipped = [], []
         for a in axes:
@@ -537,6 +574,13 @@ def _rf_comparisons(analysis: Analysis, network: S.Network) -> list[Comparison]:
     for row in analysis.rows:
         if row.index not in fields:
             continue  # the probe cannot follow this layer (or one it reads)
+        if row.receptive_field is None:
+            seen = fields[row.index][0]
+            for a, axis in enumerate(names):
+                got_axis = list(seen[a]) if seen else None
+                result.append(Comparison(f"RF {axis} (all units)", None, got_axis, seen is None, row.index,
+                                         row.name, "sees nothing"))  # fmt: skip
+            continue
         for (unit, expects), got in zip(plans[row.index], fields[row.index], strict=True):
             # A unit whose span is inside the input on every axis surely sees its ends; any other
             # may see no position at all (its windows fall in padding, or its field is all holes).
@@ -558,6 +602,21 @@ def _rf_comparisons(analysis: Analysis, network: S.Network) -> list[Comparison]:
                 result.append(Comparison(quantity, [expect.lo, expect.hi], list(probe) if probe else None, ok,
                                          row.index, row.name, expect.rule))  # fmt: skip
     return result
+
+
+def _channels_first_row(row: LayerResult, analysis: Analysis) -> LayerResult:
+    """The row with its shapes in channels-first order (its own and its inputs' layouts undone)."""
+    layouts = [None if i == NETWORK_INPUT else analysis.rows[i].layout for i in row.inputs]
+    if row.layout is None and not any(layouts):
+        return row
+    input_shapes = tuple(
+        s and channels_first(s, lay) for s, lay in zip(row.input_shapes, layouts, strict=True)
+    )
+    return row._replace(
+        output_shape=channels_first(row.output_shape, row.layout),
+        input_shape=input_shapes[0] if input_shapes else None,
+        input_shapes=input_shapes,
+    )
 
 
 def _next_regime(

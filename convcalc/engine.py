@@ -92,6 +92,9 @@ class LayerResult(NamedTuple):
     path: tuple[str, ...] = ()
     groups: tuple[Group, ...] = ()  # enclosing blocks and Sequentials, outermost first
     regime: str | None = None  # "bound": the field here is an upper bound, not exact
+    # after a Permute: layout[k] is the channels-first dim at dim k of the output (batch left out,
+    # 0: channels), e.g. (1, 2, 0) channels-last; None: channels first
+    layout: tuple[int, ...] | None = None
 
     @property
     def params(self) -> int:
@@ -208,6 +211,24 @@ def analyze(network: S.Network, input_shape: tuple[int, ...] | None = None) -> A
             gc.enable()
 
 
+def _layout_ok(ctx: Ctx, family: Any, layouts: tuple, inputs: list[Input]) -> bool:
+    """Only a family that knows about axis order reads a permuted tensor, and only a merge reads
+    a value computed from Parameters alone (it sees nothing of the input: its field is None)."""
+    if not family.merge and any(i.rf is None for i in inputs):
+        ctx.error(f"reads {inputs[0].name}, a Parameter (it holds no input position)",
+                  f"use it in a Mul or Add with a tensor: inputs: [{inputs[0].name}, input]")  # fmt: skip
+        return False
+    moved = next((layout for layout in layouts if layout is not None), None)
+    if family.layout is None and moved is not None:
+        last = moved == (*range(1, len(moved)), 0)
+        order = "channels last" if last else f"its dims hold channels-first dims {list(moved)}"
+        undo = [0, *(moved.index(dim) + 1 for dim in range(len(moved)))]
+        ctx.error(f"{ctx.layer.type} needs channels first, but its input is permuted ({order})",
+                  f"permute back to channels-first first: {{type: Permute, dims: {undo}}}")  # fmt: skip
+        return False
+    return True
+
+
 def _walk(network: S.Network, input_shape: tuple[int, ...] | None) -> Analysis:
     graph = graph_of(network)
     shape_in = tuple(input_shape or network.input)
@@ -217,6 +238,7 @@ def _walk(network: S.Network, input_shape: tuple[int, ...] | None) -> Analysis:
     shapes: list[tuple[int, ...] | None] = []
     fields: list[tuple[RF, ...] | None] = []
     rows: list[LayerResult] = []
+    layouts: list[tuple[int, ...] | None] = []  # per node: its axis order after a Permute (None: C first)
     errors: list[Problem] = []
     warnings: list[Problem] = []
     warned_rf = False
@@ -250,9 +272,10 @@ def _walk(network: S.Network, input_shape: tuple[int, ...] | None) -> Analysis:
             ))  # fmt: skip
             shapes.append(None)
             fields.append(None)
+            layouts.append(None)
             continue
         family = REGISTRY[layer.type]
-        first = in_shapes[0]
+        first = in_shapes[0] if in_shapes else ()  # a Parameter reads nothing
         apart = len(first) - 1 != rank and len(first) >= 2 and rank and not (family.global_rf or family.merge)
         if apart:  # after Flatten + Unflatten: the family steps a stand-in field of its own rank
             held = inputs[0].rf
@@ -260,14 +283,20 @@ def _walk(network: S.Network, input_shape: tuple[int, ...] | None) -> Analysis:
         ctx = Ctx(node.index, node.name, layer, inputs, n_in)
         if apart:
             ctx.axes_apart = True
+        in_layouts = tuple(None if i == NETWORK_INPUT else layouts[i] for i in reads)
+        ctx.layouts = in_layouts
         if len(inputs) > 1 and not family.merge:
             ctx.error(
                 f"{layer.type} reads one input, not {len(inputs)} ({', '.join(x.name for x in inputs)})",
                 "merge them first with Add, Mul or Cat",
             )
             out = None
+        elif not _layout_ok(ctx, family, in_layouts, inputs):
+            out = None
         else:
             out = family.analyze(ctx, layer)
+            if out is not None and family.layout == "keep":
+                out.layout = in_layouts[0]
         if apart and out is not None and out.shape is not None:
             out.rf = held  # every unit already sees the union of what the layer reads
             ctx.note("receptive field unchanged: every unit above already sees the union of the input "
@@ -289,20 +318,23 @@ def _walk(network: S.Network, input_shape: tuple[int, ...] | None) -> Analysis:
             warnings.extend(row_warnings := tuple(ctx.warnings))
         if out is None or out.shape is None:
             rows.append(LayerResult(
-                node.index, node.name, layer.type, layer, in_shapes[0], None, ctx.inferred, 0, 0, 0, 0, 0,
+                node.index, node.name, layer.type, layer, in_shapes[0] if in_shapes else None, None,
+                ctx.inferred, 0, 0, 0, 0, 0,
                 None, tuple(ctx.explain), row_errors, row_warnings, reads, in_shapes, node.path, node.groups,
             ))  # fmt: skip
             shapes.append(None)
             fields.append(None)
+            layouts.append(None)
             continue
         rows.append(_new_row(LayerResult, (  # every field, in order: LayerResult(...) without its frame
-            node.index, node.name, layer.type, layer, in_shapes[0], out.shape, ctx.inferred,
-            out.weight, out.bias, out.weight + out.bias - out.frozen, out.buffers, out.macs,
+            node.index, node.name, layer.type, layer, in_shapes[0] if in_shapes else None, out.shape,
+            ctx.inferred, out.weight, out.bias, out.weight + out.bias - out.frozen, out.buffers, out.macs,
             out.rf, tuple(ctx.explain), row_errors, row_warnings, reads, in_shapes, node.path, node.groups,
-            out.regime,
+            out.regime, out.layout,
         )))  # fmt: skip
         shapes.append(out.shape)
         fields.append(out.rf)
+        layouts.append(out.layout)
     warnings.extend(Problem(w) for w in graph.warnings)
     return Analysis(
         network.name, shape_in, tuple(rows), tuple(warnings), tuple(errors),

@@ -68,7 +68,7 @@ def module_kwargs(layer: S._Layer, inferred: dict[str, int]) -> dict[str, Any]:
 
 # Spec types that are convcalc's own modules (convcalc.build), not torch.nn's: exported with
 # their source
-OWN_LAYERS = ("StochasticDepth", "BatchNormAct2d", "Chunk")
+OWN_LAYERS = ("StochasticDepth", "BatchNormAct2d", "Chunk", "Permute", "LayerNorm2d")
 
 
 def constructor_name(type_name: str) -> str:
@@ -404,6 +404,8 @@ class Exporter:
         return Call(cls, args)
 
     def layer_call(self, row: LayerResult) -> Call:
+        if row.type == "Parameter":
+            return _parameter_call(row.layer)
         args = []
         positional = _POSITIONAL.get(row.type, ())
         for name, value, default in _constructor_values(row, every=True):
@@ -555,6 +557,7 @@ class Exporter:
             variable = _variable(name, taken)
             taken.add(variable)
             reads = [names[i] for i in _reads(member)]
+            parameter = isinstance(member, LayerResult) and member.type == "Parameter"
             if isinstance(member, LayerResult) and member.type in _MERGES:
                 if member.type == "Cat":
                     value: Any = Call("torch.cat", [Call("", reads, "[", "]"), f"dim={member.layer.dim}"])
@@ -562,8 +565,10 @@ class Exporter:
                     value = (" + " if member.type == "Add" else " * ").join(reads)
             else:
                 module = f"self.{name}" if _attr(name) == name else f'getattr(self, "{name}")'
-                value = Call(module, reads)
-            comment = f"  # {_batch_shape(self.shape_of(_output(member)))}" if shapes else ""
+                value = module if parameter else Call(module, reads)
+            shape = self.shape_of(_output(member))
+            shown = str(tuple(shape)) if parameter else _batch_shape(shape)  # a Parameter: no batch dim
+            comment = f"  # {shown}" if shapes else ""
             lines += layout(f"{variable} = ", value, comment, "        ")
             names[_output(member)] = variable
         lines.append(f"        return {names[container.reads[1]]}")
@@ -605,6 +610,20 @@ def graph_source(network: Any, analysis: Analysis) -> str:
 
 # --------------------------------------------------------------------------------------
 # Small helpers
+
+
+def _parameter_call(layer: Any) -> Call:
+    """``nn.Parameter(torch.full((96, 1, 1), 1e-06))``, or ``nn.init.normal_(torch.empty(...),
+    std=...)``: as ``convcalc.build.parameter`` makes it; each size a slot (it may vary per use)."""
+    sizes = [Slot(None, v, str(v)) for v in layer.shape]
+    if layer.std is not None:
+        tensor = Call(
+            "nn.init.normal_", [Call("torch.empty", sizes), Slot("std", layer.std, repr(layer.std))]
+        )
+    else:
+        shape = Call("", sizes, "(", ",)" if len(sizes) == 1 else ")")
+        tensor = Call("torch.full", [shape, Slot(None, float(layer.value), repr(float(layer.value)))])
+    return Call("nn.Parameter", [tensor])
 
 
 def _literal(value: Any) -> str:

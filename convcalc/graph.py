@@ -41,6 +41,7 @@ STRUCTURE_KEYS = ("name", "inputs", "repeat")  # what every item may have beside
 _IDENTIFIER = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 MAX_NODES = 200_000  # a spec that expands past this is refused (repeat: 10**9 would hang)
 MAX_DEPTH = 50  # groups and blocks nested deeper than this are refused (torchvision's deepest: 5)
+SOURCES = ("Parameter",)  # layer types that read nothing (a learnable tensor of their own)
 
 
 @dataclass(frozen=True)
@@ -248,6 +249,13 @@ class _Expander:
         self, item: Any, scope: _Scope, previous: int, later: set[str], where: str
     ) -> tuple[int, ...] | None:
         given = _get(item, "inputs")
+        if _get(item, "type") in SOURCES:  # it reads nothing: not even the layer above
+            if given or (_get(item, "repeat") or 1) != 1:
+                self.errors.append(f"{self.source}: {where} ({_get(item, 'type')}): a Parameter reads "
+                                   "nothing and is not repeated; remove its inputs: and repeat: (a Mul or "
+                                   "Add reads it by its name)")  # fmt: skip
+                return None
+            return ()
         if given is None:
             return (previous,)
         names = [given] if isinstance(given, str) else list(given)

@@ -123,9 +123,11 @@ def module_layer(module: nn.Module, path: str) -> dict[str, Any]:
             continue
         if hasattr(module, name):
             layer[name] = _value(getattr(module, name))
-    if kind == "LayerNorm":
+    if kind in ("LayerNorm", "LayerNorm2d"):
         layer["elementwise_affine"] = module.elementwise_affine
         layer["bias"] = module.bias is not None
+    if kind == "LayerNorm2d":  # over the channels: one size (torchvision keeps it as a 1-tuple)
+        layer["normalized_shape"] = module.normalized_shape[0]
     if kind == "BatchNormAct2d":
         layer["act"] = _norm_act(module, path)
     if getattr(module, "padding_mode", "zeros") != "zeros":
@@ -362,6 +364,9 @@ _FOREIGN = {
     ("torchvision.ops.stochastic_depth", "StochasticDepth"): "StochasticDepth",
     ("timm.layers.norm_act", "BatchNormAct2d"): "BatchNormAct2d",  # a BatchNorm2d that runs its act too
     ("timm.layers.linear", "Linear"): "Linear",  # nn.Linear, its forward rewritten for TorchScript only
+    ("torchvision.ops.misc", "Permute"): "Permute",
+    # an nn.LayerNorm subclass with its own forward (channels last and back): not torch.nn's rule
+    ("torchvision.models.convnext", "LayerNorm2d"): "LayerNorm2d",
 }
 
 
@@ -419,16 +424,20 @@ def import_model(
     groups: dict[tuple[str, ...], _Group] = {(): _Group(())}
     output_node = None
     called: set[str] = set()
+    owners: set[str] = set()  # modules whose own parameters forward reads directly
     for node in graph.nodes:
         if node.op == "placeholder":
             continue
         if node.op == "output":
             output_node = _one_output(node.args[0], name)
             break
-        if node.op == "get_attr":
-            raise _unsupported(node, str(node.target), f"a parameter used directly ({node.target})")
         stack = list((node.meta.get("nn_module_stack") or {}).keys())
-        if node.op == "call_module":
+        if node.op == "get_attr":  # a parameter the module's forward reads itself (CNBlock's layer_scale)
+            target = str(node.target)
+            scope, own = tuple(target.split(".")[:-1]), target.split(".")[-1]
+            layer, reads = parameter_layer(model, target), []
+            owners.add(".".join(scope))
+        elif node.op == "call_module":
             target = str(node.target)
             scope = tuple(target.split(".")[:-1])
             own = target.split(".")[-1]
@@ -465,12 +474,14 @@ def import_model(
         group = groups[scope]
         own = _unique(own, group.names) if not own.isdigit() else own
         layer["name"] = own
-        if reads or "inputs" not in layer:
+        if reads or ("inputs" not in layer and layer["type"] != "Parameter"):  # a Parameter reads nothing
             layer["inputs"] = [_reference(r, scope, home, groups, start, node) for r in reads]
         group.items.append(layer)
         home[node] = (scope, own)
     unused = [
-        path for path, module in modules.items() if path and path not in called and _holds_state(module)
+        path
+        for path, module in modules.items()
+        if path and path not in called and path not in owners and _holds_state(module)
     ]
     if unused:
         raise ImportFailed(f"{name}: {unused[0]} ({type(modules[unused[0]]).__name__}) holds weights that "
@@ -484,6 +495,25 @@ def import_model(
     data["output"] = _reference(output_node, (), home, groups, start, output_node)
     data = _blocks(_simplify(data), modules)
     return network_from_data(data, f"<import {name}>")
+
+
+def parameter_layer(model: nn.Module, target: str) -> dict[str, Any]:
+    """``{type: Parameter, shape: [96, 1, 1], value: 1e-06}``: a parameter read by forward. Its
+    value is kept when it is one constant that can be read (not on the meta device, where a
+    model built by ``convcalc import`` lives: then the spec's default 0.0); a buffer, or a
+    parameter not trained, has no spec layer."""
+    try:
+        tensor = model.get_parameter(target)
+    except AttributeError:
+        raise ImportFailed(f"{target}: forward reads a tensor attribute that is not a parameter (a buffer "
+                           "or a constant); a spec has no layer for it") from None  # fmt: skip
+    if not tensor.requires_grad:
+        raise ImportFailed(f"{target}: a parameter with requires_grad=False; a spec's Parameter is trained")
+    layer: dict[str, Any] = {"type": "Parameter", "shape": list(tensor.shape)}
+    values = tensor.detach().flatten()
+    if not tensor.is_meta and values.numel() and bool((values == values[0]).all()):
+        layer["value"] = float(values[0])
+    return layer
 
 
 def _one_output(value: Any, name: str) -> Any:

@@ -56,7 +56,7 @@ _SAVES_INPUT = re.compile(
     r"|ReLU6|Hardtanh|LeakyReLU|ELU|SELU|CELU|GELU|SiLU|Mish|Hardswish|Hardsigmoid|Softplus"  # f'(x)
 )
 _SAVES_OUTPUT = re.compile(r"ReLU|Tanh|Sigmoid|Softmax|LogSoftmax")  # f'(x) from the result y
-_ALIASES = re.compile(r"Flatten|Unflatten|Identity|Chunk")  # views (or the input itself): no new storage
+_ALIASES = re.compile(r"Flatten|Unflatten|Identity|Chunk|Permute")  # views (or the input itself): no storage
 _DROPOUT = re.compile(r"Dropout")  # every dropout type (Dropout2d, AlphaDropout, ...): a noise tensor
 _CHANNEL_DROPOUT = ("Dropout1d", "Dropout2d", "Dropout3d", "FeatureAlphaDropout")
 
@@ -262,6 +262,8 @@ def _row(row: LayerResult, ins: list[_Value], dtype: str, amp: bool) -> tuple[_V
     """The layer's output and what its backward keeps, by the rules measured on torch."""
     t, layer, i = row.type, row.layer, row.index
     records = row.trainable_params > 0 or any(v.requires_grad for v in ins)  # else no graph at all
+    if t == "Parameter":  # the tensor itself: a parameter, not an activation (0 bytes here)
+        return _Value(Tensor(("param", i), 0, 0, ITEMSIZE[dtype], f"parameter {row.name}"), dtype, True), []
     x = ins[0]
     n_out = _numel(row.output_shape)
 
@@ -324,6 +326,9 @@ def _row(row: LayerResult, ins: list[_Value], dtype: str, amp: bool) -> tuple[_V
         rows_normed = _numel(row.output_shape) // _numel((ns,) if isinstance(ns, int) else ns)
         stats = "float32" if amp and layer.elementwise_affine else compute
         saved += [x.tensor, new("stats", 2 * rows_normed, of=stats, what="mean, rstd")]
+    elif t == "LayerNorm2d":  # layer_norm of the channels-last view: input + mean, rstd per position
+        stats = "float32" if amp and layer.elementwise_affine else compute
+        saved += [x.tensor, new("stats", 2 * _numel(row.output_shape[1:]), of=stats, what="mean, rstd")]
     elif kind == "dropout":
         saved.append(_dropout_noise(row, new))
     elif t == "StochasticDepth":  # x * noise, noise (N, 1, …) per sample ("row") or (1, …) ("batch")

@@ -54,6 +54,11 @@ def find_layer(analysis: Analysis, name: str) -> LayerResult:
                     f"--layer {name}: its output {fmt_shape(row.output_shape)} is flat, so each unit sees "
                     "the whole input; fix: pick a layer with feature maps (a conv or pool)"
                 )
+            if row.receptive_field is None or row.layout is not None:
+                blind = row.receptive_field is None
+                what = "a Parameter (it sees no input position)" if blind else "permuted (channels not first)"
+                raise ConvcalcError(f"--layer {name}: its output is {what}; fix: pick a channels-first layer "
+                                    "that reads the input (e.g. the one after the Permute back)")  # fmt: skip
             return row
     names = [row.name for row in analysis.rows]
     close = difflib.get_close_matches(name, names, n=3)

@@ -103,6 +103,21 @@ class _AutoPadding(_Layer):
         return self
 
 
+class _ParameterLayer(_Layer):
+    """``Parameter``: a learnable tensor of the block (or network) that holds it; reads nothing."""
+
+    @model_validator(mode="after")
+    def _reads_nothing(self) -> _ParameterLayer:
+        if self.inputs:
+            raise ValueError("a Parameter reads nothing; remove inputs (a Mul or Add reads it by its name)")
+        if self.repeat != 1:
+            raise ValueError("a Parameter cannot be repeated; remove repeat")
+        if self.std is not None and "value" in self.model_fields_set:
+            raise ValueError("value and std exclude each other: value fills the tensor with a constant, "
+                             "std draws it from a normal distribution; give one of them")  # fmt: skip
+        return self
+
+
 def _output_shape_field() -> Any:
     return Field(
         default=None,
@@ -319,6 +334,24 @@ _MODELS += [
             upscale_factor=(PosInt, Field(description="r."))),
     _simple("PixelUnshuffle", "torch.nn.PixelUnshuffle: (C, H·r, W·r) -> (C·r², H, W).",
             downscale_factor=(PosInt, Field(description="r."))),
+    _model("Parameter", _ParameterLayer, {
+        "shape": (list[PosInt], Field(min_length=1, max_length=4, description="Its shape, per sample (no "
+                  "batch dim): it broadcasts against the batch as torch does, e.g. [C, 1, 1] per channel.")),
+        "value": (Float, Field(0.0, description="The value it is filled with (torch.full).")),
+        "std": (PosFloat | None, Field(None, description="Instead of value: drawn from N(0, std²).")),
+    }, "torch.nn.Parameter held by the enclosing block (or network) under its name: a learnable tensor "
+       "that reads nothing, e.g. ConvNeXt's layer_scale; a Mul or Add reads it."),
+    _simple("Permute", "torchvision.ops.Permute (torch.permute): reorders the dims, batch included; "
+            "[0, 2, 3, 1] makes (N, C, H, W) channels-last, [0, 3, 1, 2] undoes it.",
+            dims=(list[Dim], Field(min_length=2, max_length=5, description="The new order of the dims "
+                                   "(batch is 0 and stays first)."))),
+    _simple("LayerNorm2d", "LayerNorm over the channels of a (C, H, W) map at each position (torchvision's "
+            "and timm's LayerNorm2d: permute, layer_norm over C, permute back).",
+            normalized_shape=(PosInt | None, Field(None, description="Channels C; inferred, checked when "
+                                                                     "given.")),
+            eps=(NonNegFloat, Field(1e-5, description="Added to the variance for numerical stability.")),
+            elementwise_affine=(Bool, Field(True, description="Learnable scale (and bias) per channel.")),
+            bias=(Bool, Field(True, description="With elementwise_affine, a learnable bias too."))),
     _simple("Add", "The elementwise sum of its inputs (a + b); shapes must match."),
     _simple("Mul", "The elementwise product of its inputs, broadcast (a * gate)."),
     _simple("Cat", "torch.cat of its inputs.", dim=(Dim, Field(1, description="The dim to concatenate on "

@@ -288,8 +288,8 @@ def plain_network(data: Any) -> SimpleNamespace | None:
     except (ValueError, SpecError, _Refused):
         return None
     if any(vars(node.layer).get("output_shape") is not None or vars(node.layer).get("padding") == "auto"
-           for node in network.graph.nodes):  # fmt: skip
-        return None  # padding: auto needs output_shape and the reverse: a rule across fields
+           or vars(node.layer).get("std") is not None for node in network.graph.nodes):  # fmt: skip
+        return None  # padding: auto needs output_shape and the reverse, a Parameter's std excludes value
     return network
 
 

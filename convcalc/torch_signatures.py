@@ -3,8 +3,9 @@ parameter's name and default in torch's order (``REQUIRED``: none). ``convcalc e
 source from them without importing torch (4-7 s of start-up for a command that only writes
 text); ``tests/test_newcomer.py`` checks them against the installed torch, whose
 version pyproject.toml pins. Merges (``Add``, ``Mul``, ``Cat``) are convcalc's own modules
-and absent; ``StochasticDepth`` is convcalc's too (``convcalc.build``), listed because it is
-constructed like the others.
+and absent, as is ``Parameter`` (a tensor, not a module); ``StochasticDepth``, ``Permute`` and
+``LayerNorm2d`` are convcalc's too (``convcalc.build``), listed because they are constructed like
+the others.
 """
 
 from __future__ import annotations
@@ -140,6 +141,14 @@ SIGNATURES: dict[str, tuple[tuple[str, Any], ...]] = {
         ("device", None),
         ("dtype", None),
     ),
+    "LayerNorm2d": (
+        ("normalized_shape", REQUIRED),
+        ("eps", 1e-05),
+        ("elementwise_affine", True),
+        ("bias", True),
+        ("device", None),
+        ("dtype", None),
+    ),
     "LeakyReLU": (("negative_slope", 0.01), ("inplace", False)),
     "Linear": (
         ("in_features", REQUIRED),
@@ -150,6 +159,7 @@ SIGNATURES: dict[str, tuple[tuple[str, Any], ...]] = {
     ),
     "LogSoftmax": (("dim", None),),
     "Mish": (("inplace", False),),
+    "Permute": (("dims", REQUIRED),),
     "PReLU": (("num_parameters", 1), ("init", 0.25), ("device", None), ("dtype", None)),
     "PixelShuffle": (("upscale_factor", REQUIRED),),
     "PixelUnshuffle": (("downscale_factor", REQUIRED),),

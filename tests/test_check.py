@@ -30,7 +30,8 @@ from tests.conftest import SHIPPED_SPECS, SPECS, run_cli
 torch.set_num_threads(1)
 
 
-HEAVY = {"densenet121", "googlenet", "r3d_18", "resnet50", "unet", "vgg16", "alexnet"}  # seconds each
+# seconds each
+HEAVY = {"densenet121", "googlenet", "r3d_18", "resnet50", "unet", "vgg16", "alexnet", "convnext_tiny"}
 
 
 @pytest.mark.parametrize(

@@ -121,6 +121,9 @@ CASES: list[tuple[list[int], dict]] = [
         for act in ("ReLU", "SiLU", "Sigmoid", "GELU", None)
     ],
     ([3, 6, 6], {"type": "BatchNormAct2d", "act": "Hardswish", "affine": False}),
+    ([4, 6, 6], {"type": "LayerNorm2d"}),
+    ([4, 6, 6], {"type": "Permute", "dims": [0, 2, 3, 1]}),
+    ([4, 6, 6], {"type": "Parameter", "shape": [4, 1, 1], "value": 1.0}),  # the output: a parameter
 ]
 for _nd, _shape in ((1, [3, 8]), (2, [3, 6, 6]), (3, [3, 4, 4, 4])):
     CASES += [

@@ -53,7 +53,7 @@ def test_the_signature_table_is_torchs():
             for p in list(inspect.signature(torch_class(name).__init__).parameters.values())[1:]
         )
         for name in S.LAYER_CLASSES
-        if name not in _MERGES
+        if name not in _MERGES and name != "Parameter"  # a tensor (build.parameter), no constructor
     }
     assert SIGNATURES == live
 

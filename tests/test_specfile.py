@@ -154,6 +154,9 @@ PLAUSIBLE = {
     "scale_factor": st.one_of(st.none(), st.sampled_from([2, 2.0, 0.5])),
     "size": st.one_of(st.none(), SMALL, st.lists(SMALL, min_size=2, max_size=2)),
     "unflattened_size": st.lists(SMALL, min_size=1, max_size=3),
+    "shape": st.lists(SMALL, min_size=0, max_size=4),  # Parameter
+    "std": st.one_of(st.none(), st.floats(0, 1)),
+    "dims": st.one_of(st.permutations([0, 1, 2, 3]), st.lists(st.integers(-4, 4), max_size=5)),  # Permute
 }
 
 

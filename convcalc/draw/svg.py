@@ -67,16 +67,20 @@ FAMILIES = {
     "activation": ("#7d8794", "activation, dropout"),
     "linear": ("#2f9e57", "linear"),
     "reshape": ("#1b998b", "flatten"),
+    "permute": ("#1b998b", "permute"),  # a reshape too: its colour
     "merge": ("#8250df", "merge (add, cat, mul)"),
     "pad": ("#bf3989", "padding"),
     "resample": ("#0f8fa8", "resampling"),
     "block": ("#4d5b70", "block (folded)"),
+    "parameter": ("#9a6700", "parameter"),
 }
 
 
 def family(type_name: str) -> str:
     if type_name in ("Flatten", "Unflatten"):
         return "reshape"
+    if type_name in ("Permute", "Parameter", "LayerNorm2d"):  # layers/tensor.py holds them
+        return {"Permute": "permute", "Parameter": "parameter", "LayerNorm2d": "norm"}[type_name]
     entry = REGISTRY.get(type_name)
     if entry is None:  # a block's or Sequential's name: a folded group
         return "block"

@@ -7,7 +7,7 @@ node's family, knowing no type by name. The spec models (the fields of each type
 pydantic nor torch.
 """
 
-from convcalc.layers import activation, conv, linear, merge, norm, pad, pool, resample  # noqa: F401  (register)
+from convcalc.layers import activation, conv, linear, merge, norm, pad, pool, resample, tensor  # noqa: F401  (register)
 from convcalc.layers.base import REGISTRY, Family
 
 __all__ = ["REGISTRY", "Family"]

@@ -90,7 +90,7 @@ def _summary(layer: Any, inferred: dict) -> str:
     return ""
 
 
-register(POINTWISE, Family(pointwise, _summary))
+register(POINTWISE, Family(pointwise, _summary, layout="keep"))  # any axis order: position by position
 register(tuple(CHANNEL_DROPOUT), Family(channel_dropout, _summary))
 register(("Softmax", "LogSoftmax"), Family(softmax, _summary))
 register("PReLU", Family(prelu))

@@ -90,6 +90,7 @@ class Out:
     macs: int = 0
     frozen: int = 0  # parameters that are not trainable (none of today's types has any)
     regime: str | None = None  # for check: "bound" where the field is an upper bound
+    layout: tuple[int, ...] | None = None  # axes moved by a Permute (see ``Ctx.layouts``)
 
 
 class Input(NamedTuple):
@@ -104,7 +105,7 @@ class Ctx:
     """Collects one layer's results while its family's ``analyze`` runs."""
 
     __slots__ = ("index", "name", "layer", "inputs", "n_in", "errors", "warnings", "explain", "inferred",
-                 "axes_apart")  # fmt: skip
+                 "axes_apart", "layouts")  # fmt: skip
 
     def __init__(self, index: int, name: str, layer: Any, inputs: list[Input], n_in: tuple[int, ...]):
         self.index, self.name, self.layer = index, name, layer
@@ -117,6 +118,13 @@ class Ctx:
         # the input's spatial axes are not the network input's (a Flatten and an Unflatten
         # above): its field is already the union, and the family's field steps are not told
         self.axes_apart = False
+        # per input, its axis order after a Permute: layout[k] is the channels-first dim held at
+        # dim k (batch left out; 0 the channels), e.g. (1, 2, 0) channels-last; None: channels first
+        self.layouts: tuple[tuple[int, ...] | None, ...] = (None,) * len(inputs)
+
+    @property
+    def layout(self) -> tuple[int, ...] | None:
+        return self.layouts[0] if self.layouts else None
 
     @property
     def shape(self) -> tuple[int, ...]:
@@ -147,6 +155,9 @@ class Family:
     torch_class: str | None = None  # torch.nn class built for it (None: the type's own name)
     merge: bool = False  # takes several inputs (Add, Mul, Cat)
     global_rf: bool = False  # every output unit sees its whole input (no RF warning)
+    # on a permuted input (channels not first): None refuses it (an engine error), "keep"
+    # passes the axis order through (pointwise), "own": the family reads ``ctx.layouts``
+    layout: str | None = None
 
 
 REGISTRY: dict[str, Family] = {}
@@ -182,6 +193,17 @@ def pair(value: int | tuple[int, int]) -> tuple[int, int]:
 
 def numel(shape: tuple[int, ...]) -> int:
     return math.prod(shape)
+
+
+def channels_first(shape: tuple[int, ...], layout: tuple[int, ...] | None) -> tuple[int, ...]:
+    """A permuted tensor's shape in channels-first order: ``(H, W, C)`` with layout (1, 2, 0)
+    is ``(C, H, W)``."""
+    if layout is None:
+        return shape
+    out = [0] * len(shape)
+    for k, dim in enumerate(layout):
+        out[dim] = shape[k]
+    return tuple(out)
 
 
 def fmt_num(x: float) -> str:

@@ -20,6 +20,8 @@ from convcalc.layers.base import (
 
 def linear(ctx: Ctx, layer: Any) -> Out:
     shape = ctx.shape
+    if ctx.layout is not None:
+        return _linear_last(ctx, layer)
     if len(shape) != 1:
         ctx.error(
             f"Linear gets a {fmt_shape(shape)} input; it needs a flat vector",
@@ -35,6 +37,29 @@ def linear(ctx: Ctx, layer: Any) -> Out:
     bias = layer.out_features if layer.bias else 0
     explain_params(ctx, weight, bias, f"{f_in}·{layer.out_features}")
     return Out((layer.out_features,), ctx.rf, weight, bias, 0, weight)
+
+
+def _linear_last(ctx: Ctx, layer: Any) -> Out:
+    """On a permuted tensor whose channels are last (ConvNeXt's pointwise convolutions): torch's
+    matmul over the last dim at every position, positions·in·out MACs, no positions mixed."""
+    shape = ctx.shape
+    if ctx.layout[-1] != 0:
+        ctx.error(f"Linear acts on the last dim, which is a spatial one of the permuted {fmt_shape(shape)} "
+                  "input", "permute the channels last first, e.g. dims: [0, 2, 3, 1]")  # fmt: skip
+        return Out(None, None)
+    f_in = shape[-1]
+    check_count(ctx, "in_features", layer.in_features, f_in)
+    if ctx.errors:
+        return Out(None, None)
+    positions = math.prod(shape[:-1])
+    weight = f_in * layer.out_features
+    bias = layer.out_features if layer.bias else 0
+    explain_params(ctx, weight, bias, f"{f_in}·{layer.out_features}")
+    ctx.note(f"MACs = {positions:,} positions · {f_in}·{layer.out_features} = {positions * weight:,}; "
+             "channels last: no positions mixed")  # fmt: skip
+    return Out(
+        (*shape[:-1], layer.out_features), ctx.rf, weight, bias, 0, positions * weight, layout=ctx.layout
+    )
 
 
 def _dim(value: int, ndim: int) -> int | None:
@@ -83,7 +108,9 @@ def unflatten(ctx: Ctx, layer: Any) -> Out:
     return Out(out, rf)
 
 
-register("Linear", Family(linear, lambda layer, inferred: f"→{layer.out_features}", global_rf=True))
+register(
+    "Linear", Family(linear, lambda layer, inferred: f"→{layer.out_features}", global_rf=True, layout="own")
+)
 register("Flatten", Family(flatten, global_rf=True))
 register(
     "Unflatten", Family(unflatten, lambda layer, inferred: "→" + "×".join(map(str, layer.unflattened_size)))

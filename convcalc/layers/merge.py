@@ -13,7 +13,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from convcalc.layers.base import RF, Ctx, Family, Input, Out, fmt_num, fmt_shape, register
+from convcalc.layers.base import RF, Ctx, Family, Input, Out, channels_first, fmt_num, fmt_shape, register
 
 
 def _list(inputs: list[Input]) -> str:
@@ -24,14 +24,61 @@ def add(ctx: Ctx, layer: Any) -> Out:
     ins = ctx.inputs
     if len(ins) < 2:
         return _too_few(ctx)
-    first = ins[0]
-    for other in ins[1:]:
+    if _parameters_only(ctx):
+        return Out(None, None)
+    tensors = [i for i in ins if i.rf is not None]  # Parameters broadcast (a learnable bias)
+    first = tensors[0]
+    for other in tensors[1:]:
         if other.shape != first.shape:
             ctx.error(f"adds {_list([first, other])}: shapes must match", _add_fix(first, other))
             return Out(None, None)
+    shape = _with_parameters(ctx, first.shape, ins)
+    if shape is None or not _same_layout(ctx):
+        return Out(None, None)
     ctx.note(f"elementwise sum of {len(ins)} tensors of {fmt_shape(first.shape)}; 0 MACs")
-    rf, bound = _union(ctx, first.shape, check_start=True)
-    return Out(first.shape, rf, regime="bound" if bound else None)
+    rf, bound = _union(ctx, shape, check_start=True)
+    return Out(shape, rf, regime="bound" if bound else None, layout=_layout(ctx))
+
+
+def _with_parameters(ctx: Ctx, shape: tuple[int, ...], ins: list[Input]) -> tuple[int, ...] | None:
+    """``shape`` broadcast with the Parameters among ``ins`` (field None): they have no batch dim,
+    so torch aligns them from the right with (N, *shape)."""
+    for param in (i for i in ins if i.rf is None and i.shape != shape):
+        pad = len(shape) - len(param.shape)
+        out = _broadcast(shape, (1,) * pad + param.shape) if pad >= 0 else None
+        if out is None:
+            ctx.error(f"{param.name} ({fmt_shape(param.shape)}) does not broadcast against "
+                      f"{fmt_shape(shape)} (each dim, from the right, must be equal or 1)",
+                      f"give {param.name} the shape {list(shape)}, or 1 on the dims shared")  # fmt: skip
+            return None
+        shape = out
+    return shape
+
+
+def _parameters_only(ctx: Ctx) -> bool:
+    """Parameters have no batch dim: a merge needs a tensor among its inputs to have one (and
+    Cat cannot take a Parameter at all: torch.cat needs equal batch sizes)."""
+    params = [i.name for i in ctx.inputs if i.rf is None]
+    if params and (ctx.layer.type == "Cat" or len(params) == len(ctx.inputs)):
+        what = "concatenates a Parameter" if ctx.layer.type == "Cat" else "merges Parameters only"
+        ctx.error(f"{what} ({', '.join(params)}), which has no batch dim",
+                  "merge a Parameter with a tensor in a Mul or Add")  # fmt: skip
+        return True
+    return False
+
+
+def _same_layout(ctx: Ctx) -> bool:
+    """Tensors merged must have their axes in the same order (a Parameter has none)."""
+    layouts = {lay for i, lay in zip(ctx.inputs, ctx.layouts, strict=True) if i.rf is not None}
+    if len(layouts) > 1:
+        ctx.error(f"{ctx.layer.type} merges tensors whose dims are in different orders (one is permuted)",
+                  "permute them to the same order first, e.g. back to channels-first")  # fmt: skip
+        return False
+    return True
+
+
+def _layout(ctx: Ctx) -> tuple[int, ...] | None:
+    return next((lay for i, lay in zip(ctx.inputs, ctx.layouts, strict=True) if i.rf is not None), None)
 
 
 def _add_fix(a: Input, b: Input) -> str | None:
@@ -54,8 +101,11 @@ def mul(ctx: Ctx, layer: Any) -> Out:
     ins = ctx.inputs
     if len(ins) < 2:
         return _too_few(ctx)
-    shape = ins[0].shape
-    for other in ins[1:]:
+    if _parameters_only(ctx):
+        return Out(None, None)
+    tensors = [i for i in ins if i.rf is not None]  # Parameters: aligned from the right
+    shape = tensors[0].shape
+    for other in tensors[1:]:
         out = _broadcast(shape, other.shape)
         if out is None:
             ctx.error(
@@ -65,13 +115,19 @@ def mul(ctx: Ctx, layer: Any) -> Out:
             )
             return Out(None, None)
         shape = out
+    shape = _with_parameters(ctx, shape, ins)
+    if shape is None or not _same_layout(ctx):
+        return Out(None, None)
     ctx.note(f"elementwise product broadcast to {fmt_shape(shape)}; 0 MACs")
-    gates = [i.name for i in ins[1:] if i.shape != shape]
+    gates = [i.name for i in tensors[1:] if i.shape != shape]
     if gates:
         ctx.note(f"receptive field: that of the full-size input; the broadcast gate {', '.join(gates)} "
                  "(global context) is left out")  # fmt: skip
+    params = [i.name for i in ins if i.rf is None]
+    if params and len(params) < len(ins):
+        ctx.note(f"{', '.join(params)}: a Parameter, it sees no input position; the field is the tensor's")
     rf, bound = _union(ctx, shape, check_start=False, gated=True)
-    return Out(shape, rf, regime="bound" if bound else None)
+    return Out(shape, rf, regime="bound" if bound else None, layout=_layout(ctx))
 
 
 def _broadcast(a: tuple[int, ...], b: tuple[int, ...]) -> tuple[int, ...] | None:
@@ -89,6 +145,8 @@ def cat(ctx: Ctx, layer: Any) -> Out:
     ins = ctx.inputs
     if len(ins) < 2:
         return _too_few(ctx)
+    if _parameters_only(ctx):
+        return Out(None, None)
     first = ins[0]
     ndim = len(first.shape) + 1
     if not -ndim <= layer.dim < ndim or layer.dim % ndim == 0:
@@ -150,7 +208,14 @@ def _union(
 ) -> tuple[tuple, bool]:
     """The union of every input's field per axis (an upper bound where they do not line up),
     with a warning naming the paths that are not aligned."""
-    ins = [i for i in ctx.inputs if len(i.rf) == len(ctx.inputs[0].rf)]
+    # a Parameter sees nothing: left out; a permuted tensor: its sizes in channels-first order,
+    # the order of the fields
+    seeing = [Input(channels_first(i.shape, lay), i.rf, i.name)
+              for i, lay in zip(ctx.inputs, ctx.layouts, strict=True) if i.rf is not None]  # fmt: skip
+    if not seeing:
+        return None, False
+    shape = channels_first(shape, _layout(ctx))
+    ins = [i for i in seeing if len(i.rf) == len(seeing[0].rf)]
     n_axes = len(ins[0].rf)
     spatial_out = shape[1:] if len(shape) == n_axes + 1 else (1,) * n_axes
     out, bound = [], False
@@ -205,8 +270,8 @@ def _warn_alignment(ctx: Ctx, axis: int, ins: list[Input], check_start: bool) ->
             return
 
 
-register("Add", Family(add, merge=True))
-register("Mul", Family(mul, merge=True))
+register("Add", Family(add, merge=True, layout="own"))
+register("Mul", Family(mul, merge=True, layout="own"))
 register("Cat", Family(cat, lambda layer, inferred: "" if layer.dim == 1 else f"dim={layer.dim}", merge=True))
 
 

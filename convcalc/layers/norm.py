@@ -5,7 +5,17 @@ from __future__ import annotations
 import math
 from typing import Any
 
-from convcalc.layers.base import Ctx, Family, Out, check_count, fmt_shape, register, rf_along, spatial
+from convcalc.layers.base import (
+    Ctx,
+    Family,
+    Out,
+    channels_first,
+    check_count,
+    fmt_shape,
+    register,
+    rf_along,
+    spatial,
+)
 
 
 def batchnorm(ctx: Ctx, layer: Any, nd: int) -> Out:
@@ -26,9 +36,9 @@ def batchnorm(ctx: Ctx, layer: Any, nd: int) -> Out:
     return Out(shape, ctx.rf, weight, bias, buffers)
 
 
-def _mix_spatial(ctx: Ctx, axes: range) -> tuple:
+def _mix_spatial(ctx: Ctx, axes: range | list[int]) -> tuple:
     """Statistics over these spatial axes: every unit sees the whole of each of them."""
-    rf, shape = ctx.rf, ctx.shape
+    rf, shape = ctx.rf, channels_first(ctx.shape, ctx.layout)
     if len(shape) != len(rf) + 1:
         return rf
     return tuple(rf_along(rf[a], shape[1 + a], ctx.n_in[a]) if a in axes else rf[a] for a in range(len(rf)))
@@ -93,8 +103,10 @@ def layernorm(ctx: Ctx, layer: Any) -> Out:
     weight = n if layer.elementwise_affine else 0
     bias = n if layer.elementwise_affine and layer.bias else 0
     first = len(shape) - len(ns)  # dims from here on are normalised together
+    layout = ctx.layout or tuple(range(len(shape)))  # permuted: which channels-first dims they are
+    mixed = [layout[k] - 1 for k in range(first, len(shape)) if layout[k] >= 1]  # spatial axes
     ctx.note(f"shape unchanged; statistics over the last {len(ns)} dims ({fmt_shape(ns)} values)")
-    return Out(shape, _mix_spatial(ctx, range(max(0, first - 1), len(shape) - 1)), weight, bias)
+    return Out(shape, _mix_spatial(ctx, mixed), weight, bias, layout=ctx.layout)
 
 
 def _with_act(layer: Any, inferred: dict) -> str:
@@ -107,4 +119,4 @@ for _nd in (1, 2, 3):
 # its activation is pointwise: the field is BatchNorm's
 register("BatchNormAct2d", Family(lambda ctx, layer: batchnorm(ctx, layer, 2), _with_act, nd=2))
 register("GroupNorm", Family(groupnorm, lambda layer, inferred: f"{layer.num_groups} groups"))
-register("LayerNorm", Family(layernorm))
+register("LayerNorm", Family(layernorm, layout="own"))  # over the last dims, whichever they are

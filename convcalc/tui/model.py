@@ -56,6 +56,8 @@ STARTER_FIELDS: dict[str, dict[str, Any]] = {
     "PixelUnshuffle": {"downscale_factor": 2},
     "Upsample": {"scale_factor": 2.0},
     "StochasticDepth": {"p": 0.2},
+    "Permute": {"dims": [0, 1, 2, 3]},  # the identity: a new layer changes nothing until edited
+    "Parameter": {"shape": [1]},
 }
 
 _PAIR_TEXT = re.compile(r"^\s*(\d+)\s*(?:[x×,]|\s)\s*(\d+)\s*$")
