@@ -16,14 +16,23 @@ Data (no full MNIST training images exist here):
   python bench/bench_train.py sweep --data fashion --epochs 6,8 --batch-size 128,256 --lr 2e-3,3e-3
   python bench/bench_train.py peak --data mnist8k [--threads N] [--amp bf16] [--batch-size 128,256]
   python bench/bench_train.py threads --data mnist8k [--rounds 3] [--busy 2]
+  python bench/bench_train.py parts --data mnist8k --threads 1
 
 ``peak``: training images per second (training steps only, no evaluation) of the seed's recipe
 and of ours, against the machine's measured float32 matrix-multiply rate: LeNet's forward and
 backward cost about 3 × 2 × its MACs = 1.7 MFLOP an image (the engine's MAC count), so
 images/s × FLOP/image ÷ matmul FLOP/s is the fraction of the machine's peak a recipe reaches.
+Per second of wall time and per CPU-second of this process (``cpu_rates``: a full batch's CPU
+time at the median and at the fastest 10%, against the matmul's best CPU time): on a shared
+machine the wall-time rates swing with the other jobs, the CPU-time ones far less, so "vs seed"
+and "vs previous" compare the median batches' CPU rates.
 Every row runs at the thread count of the matmul (``--threads``, else torch's), and "previous
-loop" is ``convcalc train`` with the optimiser it had before (unfused Adam), alternating with
-today's in the same process.
+loop" is ``convcalc train`` as it was before this round (its steps on the built model, without
+convcalc.fastpath's rewrite), alternating with today's in the same process.
+
+``parts``: where a training step of the default recipe goes (batch 128, channels-last, the
+training model of convcalc.fastpath): each kernel of the step timed alone on a real batch, best
+CPU time of 50, beside the whole step on the fast path and on the built model.
 
 ``threads``: ``convcalc train``'s default (threads chosen from what is free, convcalc.threads)
 against ``--threads 1`` and against torch's count (every core: the previous default), alternating
@@ -46,11 +55,12 @@ from pathlib import Path
 
 import torch
 import torch.nn.functional as F
+from torch import nn
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from convcalc import data  # noqa: E402
+from convcalc import data, fastpath  # noqa: E402
 from convcalc import train as training  # noqa: E402
 from convcalc.build import build_model  # noqa: E402
 from convcalc.spec import load_spec  # noqa: E402
@@ -124,19 +134,33 @@ def ours(
 ) -> list[dict]:
     config = replace(config, dataset=dataset, data_dir=folder, out=out, download=False)
     records, start = [], time.perf_counter()
+    ticks: dict[int, list[float]] = {}  # epoch -> this process's CPU seconds after each batch
+
+    def on_batch(epoch: int, batch: int, loss: float) -> None:
+        ticks.setdefault(epoch, []).append(time.process_time())
 
     def on_epoch(m) -> None:
         records.append({"epoch": m.epoch, "accuracy": m.test_accuracy, "seconds": time.perf_counter() - start,
-                        "images_per_second": m.images_per_second})  # fmt: skip
+                        "images_per_second": m.images_per_second,
+                        "cpu": cpu_rates(ticks[m.epoch], config.batch_size)})  # fmt: skip
         if verbose:
             print(
                 f"  ours     epoch {m.epoch:2d}: {m.test_accuracy:.4f}  {records[-1]['seconds']:.1f}s",
                 flush=True,
             )
 
-    callbacks = TrainCallbacks(on_epoch=on_epoch, on_message=on_message)
+    callbacks = TrainCallbacks(on_epoch=on_epoch, on_message=on_message, on_batch=on_batch)
     train(load_spec(ROOT / "specs" / "lenet.yaml"), config, callbacks)
     return records
+
+
+def cpu_rates(ticks: list[float], batch_size: int) -> tuple[float, float]:
+    """Images per CPU-second of a full batch, from the CPU clock after each batch (the last,
+    smaller batch left out): at the median batch and at the 10th percentile (the fastest 10%,
+    what the step reaches when the other jobs leave its core and caches alone, as the matmul's
+    best of 20 does). On a shared machine both swing far less than wall time."""
+    steps = sorted(b - a for a, b in zip(ticks[:-2], ticks[1:-1], strict=True))
+    return batch_size / statistics.median(steps), batch_size / steps[len(steps) // 10]
 
 
 def images_per_second(records: list[dict]) -> float:
@@ -193,21 +217,23 @@ def sweep(args, workdir: Path) -> None:
                           f"{min(finals):7.4f} {sum(seconds) / len(seconds):8.1f}", flush=True)  # fmt: skip
 
 
-def matmul_flops(n: int = 1024, repeats: int = 20) -> float:
-    """The best float32 ``n``×``n`` matrix-multiply rate of this process (2n³ FLOP per product)."""
+def matmul_flops(n: int = 1024, repeats: int = 20, clock=time.perf_counter) -> float:
+    """The best float32 ``n``×``n`` matrix-multiply rate of this process (2n³ FLOP per product),
+    per second of ``clock`` (``time.process_time``: per CPU-second of this process's threads)."""
     a, b = torch.randn(n, n), torch.randn(n, n)
     for _ in range(3):
         torch.mm(a, b)  # warm-up: oneDNN's kernels and the caches
     best = float("inf")
     for _ in range(repeats):
-        start = time.perf_counter()
+        start = clock()
         torch.mm(a, b)
-        best = min(best, time.perf_counter() - start)
+        best = min(best, clock() - start)
     return 2 * n**3 / best
 
 
-def baseline_images_per_second(dataset: str, folder: str, epochs: int = 2) -> float:
-    """The seed's recipe's training steps only (its DataLoader included): images per second."""
+def baseline_images_per_second(dataset: str, folder: str, epochs: int = 2) -> tuple[float, float, float]:
+    """The seed's recipe's training steps only (its DataLoader included): images per second of
+    wall time and ``cpu_rates`` (a batch's CPU time includes its DataLoader's work)."""
     ds = data.load(dataset, folder, download=False)
     torch.manual_seed(0)
     model = build_model(load_spec(ROOT / "specs" / "lenet.yaml"))
@@ -215,32 +241,26 @@ def baseline_images_per_second(dataset: str, folder: str, epochs: int = 2) -> fl
     loader = torch.utils.data.DataLoader(
         PerSample(ds.train_images, ds.train_labels), batch_size=64, shuffle=True
     )
-    start, seen = time.perf_counter(), 0
+    start, seen, ticks = time.perf_counter(), 0, [time.process_time()]
     for _ in range(epochs):
         for images, labels in loader:
             optimizer.zero_grad()
             F.cross_entropy(model(images), labels).backward()
             optimizer.step()
             seen += len(labels)
-    return seen / (time.perf_counter() - start)
-
-
-def previous_optimizer(name: str, parameters, lr: float) -> torch.optim.Optimizer:
-    """The loop's optimiser before this round (Adam's per-parameter ops, not fused)."""
-    if name == "adam":
-        return torch.optim.Adam(parameters, lr=lr)
-    if name == "adamw":
-        return torch.optim.AdamW(parameters, lr=lr)
-    return torch.optim.SGD(parameters, lr=lr, momentum=0.9, nesterov=True)
+            ticks.append(time.process_time())
+    return (seen / (time.perf_counter() - start), *cpu_rates(ticks, 64))
 
 
 def run_previous(*args, **kwargs) -> list[dict]:
-    current = training._optimizer
-    training._optimizer = previous_optimizer
+    """``ours`` as the loop was before this round: training steps on the built model itself,
+    without convcalc.fastpath's rewrite (ReLU → MaxPool run as MaxPool → ReLU)."""
+    current = fastpath.training_model
+    fastpath.training_model = lambda model: model
     try:
         return ours(*args, **kwargs)
     finally:
-        training._optimizer = current
+        fastpath.training_model = current
 
 
 def peak(args, workdir: Path) -> None:
@@ -249,10 +269,11 @@ def peak(args, workdir: Path) -> None:
     dataset, folder = prepare(args.data, workdir)
     flop_per_image = 6 * analyze(load_spec(ROOT / "specs" / "lenet.yaml")).total_macs
     count = torch.get_num_threads()
-    before = matmul_flops()
+    before = matmul_flops(), matmul_flops(clock=time.process_time)
     print(f"data: {args.data}; torch {torch.__version__}, {count} threads, "
           f"load average {os.getloadavg()[0]:.2f}", flush=True)  # fmt: skip
-    rows = {"seed's recipe (DataLoader, batch 64)": [baseline_images_per_second(dataset, folder)]}
+    seed = "seed's recipe (DataLoader, batch 64)"
+    rows = {seed: [baseline_images_per_second(dataset, folder)]}  # name -> [(wall, CPU, fast CPU)]
     for _ in range(args.rounds):
         for batch in map(int, args.batch_size.split(",")):
             for channels_last in (True, False):
@@ -264,26 +285,119 @@ def peak(args, workdir: Path) -> None:
                     records = run(dataset, folder, config, str(workdir / "peak.pt"), verbose=False)
                     layout = "NHWC" if channels_last else "NCHW"
                     name = f"{'previous loop' if previous else 'convcalc train'}, batch {batch}, {layout}"
+                    cpu = [statistics.median(r["cpu"][i] for r in records) for i in (0, 1)]
                     rows.setdefault(name + (f", {args.amp}" if args.amp else ""), []).append(
-                        images_per_second(records)
+                        (images_per_second(records), *cpu)
                     )
-    machine = max(before, matmul_flops())  # the higher of before and after: the lower fractions
-    print(f"matmul peak (float32 1024×1024, {count} threads): {machine / 1e9:.1f} GFLOP/s; "
-          f"LeNet forward+backward: {flop_per_image / 1e6:.2f} MFLOP/image; "
-          f"load average now {os.getloadavg()[0]:.2f}")  # fmt: skip
-    base = rows["seed's recipe (DataLoader, batch 64)"][0]
-    print(
-        f"{'recipe (median of rounds)':44} {'images/s':>9} {'of peak':>8} {'vs seed':>8} {'vs previous':>11}"
-    )
+    # the higher of before and after: the lower fractions
+    wall_peak = max(before[0], matmul_flops())
+    cpu_peak = max(before[1], matmul_flops(clock=time.process_time))
+    print(f"matmul peak (float32 1024×1024, {count} threads): {wall_peak / 1e9:.1f} GFLOP/s of wall time, "
+          f"{cpu_peak / 1e9:.1f} per CPU-second; LeNet forward+backward: {flop_per_image / 1e6:.2f} "
+          f"MFLOP/image; load average now {os.getloadavg()[0]:.2f}")  # fmt: skip
+    base = statistics.median(cpu for _, cpu, _ in rows[seed])
+    print(f"{'':40} {'wall time':^18}   {'CPU, median batch':^18}   {'CPU, fastest 10%':^18}")
+    print(f"{'recipe (median of rounds)':40}" + f" {'images/s':>9} {'of peak':>8}  " * 3
+          + f"{'vs seed':>7} {'vs previous':>11}")  # fmt: skip
     for name, speeds in rows.items():
-        speed = statistics.median(speeds)
+        wall, cpu, fast = (statistics.median(v[i] for v in speeds) for i in range(3))
         previous = rows.get(name.replace("convcalc train", "previous loop")) if "train," in name else None
-        versus = f"{speed / statistics.median(previous):10.2f}x" if previous else ""
-        print(
-            f"{name:44} {speed:9,.0f} {speed * flop_per_image / machine:8.1%} {speed / base:7.2f}x {versus}"
+        versus = f"{cpu / statistics.median(c for _, c, _ in previous):10.2f}x" if previous else ""
+        fractions = wall * flop_per_image / wall_peak, *(v * flop_per_image / cpu_peak for v in (cpu, fast))
+        print(f"{name:40} {wall:9,.0f} {fractions[0]:8.1%}   {cpu:9,.0f} {fractions[1]:8.1%}   "
+              f"{fast:9,.0f} {fractions[2]:8.1%}  {cpu / base:6.2f}x {versus}")  # fmt: skip
+    print(json.dumps({"matmul_flops": wall_peak, "matmul_flops_per_cpu_second": cpu_peak,
+                      "flop_per_image": flop_per_image, "load_average": os.getloadavg()[0],
+                      "rows": [{"recipe": n, "images_per_second_wall_cpu_fast": v}
+                               for n, v in rows.items()]}))  # fmt: skip
+
+
+def best_cpu_ms(work, repeats: int = 50) -> float:
+    """The best CPU time of ``repeats`` calls of ``work`` (after 5 untimed), in ms."""
+    for _ in range(5):
+        work()
+    best = float("inf")
+    for _ in range(repeats):
+        start = time.process_time()
+        work()
+        best = min(best, time.process_time() - start)
+    return best * 1e3
+
+
+def parts(args, workdir: Path) -> None:
+    """LeNet's step in the fast path's order: c1, s2, ReLU, c3, s4, ReLU, Flatten, f5.. output."""
+    dataset, folder = prepare(args.data, workdir)
+    ds = data.load(dataset, folder, download=False)
+    fmt = torch.channels_last
+    images = ds.train_images.unsqueeze(1)  # (N, 28, 28) -> (N, 1, 28, 28)
+    mean, std = training._statistics(images)
+    x_all = training._normalise(images, mean, std, torch.device("cpu"), fmt)
+    index = torch.randperm(len(x_all), generator=torch.Generator().manual_seed(0))[:128]
+    x, y = x_all[index], ds.train_labels[index].long()  # (128, 1, 28, 28) channels-last
+    model = build_model(load_spec(ROOT / "specs" / "lenet.yaml")).to(memory_format=fmt)
+    fast = fastpath.training_model(model)
+    optimizer = torch.optim.Adam(model.parameters(), lr=5e-3, fused=True)
+
+    def step(forward) -> None:
+        loss = F.cross_entropy(forward(x_all[index]), y)
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        optimizer.step()
+        loss.item()
+
+    aten, c1, c3 = torch.ops.aten, model.c1, model.c3
+    with torch.no_grad():
+        a1 = c1(x)  # (128, 6, 24, 24): conv1's output, the first pool's input
+        p1, i1 = F.max_pool2d_with_indices(a1, 2)
+        r1 = p1.relu()  # (128, 6, 12, 12)
+        a3 = c3(r1)  # (128, 16, 8, 8)
+        p3, i3 = F.max_pool2d_with_indices(a3, 2)
+    head = nn.Sequential(*list(fast.children())[6:])  # Flatten, Linear, ReLU, Linear, ReLU, Linear
+    g1, gp1, g3, gp3 = (torch.randn_like(t) for t in (a1, p1, a3, p3))  # upstream gradients
+    features = p3.relu().requires_grad_()
+
+    def conv_backward(grad, inputs, conv, mask):
+        weight = conv.weight
+        return aten.convolution_backward(
+            grad, inputs, weight, [weight.shape[0]], [1, 1], [0, 0], [1, 1], False, [0, 0], 1, mask
         )
-    print(json.dumps({"matmul_flops": machine, "flop_per_image": flop_per_image,
-                      "rows": [{"recipe": n, "images_per_second": v} for n, v in rows.items()]}))  # fmt: skip
+
+    def pool_backward(grad, inputs, indices):
+        window = [2, 2]  # kernel = stride, no padding, dilation 1, floor mode
+        return aten.max_pool2d_with_indices_backward(
+            grad, inputs, window, window, [0, 0], [1, 1], False, indices
+        )
+
+    kernels = {
+        "batch gather x[index]": lambda: x_all[index],
+        "conv1 forward (1→6 channels, 28×28)": lambda: F.conv2d(x, c1.weight, c1.bias),
+        "conv1 backward (weight, bias)": lambda: conv_backward(g1, x, c1, [False, True, True]),
+        "max-pool 1 forward, indices (6×24×24)": lambda: F.max_pool2d_with_indices(a1, 2),
+        "max-pool 1 backward (zero fill, scatter)": lambda: pool_backward(gp1, a1, i1),
+        "ReLU 1 forward + backward (6×12×12)": lambda: aten.threshold_backward(gp1, p1.relu(), 0),
+        "conv2 forward (6→16 channels, 12×12)": lambda: F.conv2d(r1, c3.weight, c3.bias),
+        "conv2 backward (input, weight, bias)": lambda: conv_backward(g3, r1, c3, [True] * 3),
+        "max-pool 2 + ReLU 2, forward + backward": lambda: (
+            pool_backward(gp3, a3, F.max_pool2d_with_indices(a3, 2)[1]),
+            aten.threshold_backward(gp3, p3.relu(), 0),
+        ),
+        "Flatten, 3 Linear, loss: forward + backward": lambda: F.cross_entropy(head(features), y).backward(),
+        "fused Adam step": optimizer.step,
+    }
+    print(f"data: {args.data}; torch {torch.__version__}, {torch.get_num_threads()} threads, "
+          f"load average {os.getloadavg()[0]:.2f}; best CPU time of 50")  # fmt: skip
+    whole = {"fast path": float("inf"), "built model": float("inf")}
+    for _ in range(10):  # alternating, so both see the same moments of the machine's load
+        whole["fast path"] = min(whole["fast path"], best_cpu_ms(lambda: step(fast), 5))
+        whole["built model"] = min(whole["built model"], best_cpu_ms(lambda: step(model), 5))
+    total = 0.0
+    for name, work in kernels.items():
+        ms = best_cpu_ms(work)
+        total += ms
+        print(f"{ms:6.2f} ms  {ms / whole['fast path']:4.0%}  {name}")
+    print(f"{total:6.2f} ms        the kernels' sum")
+    for name, ms in whole.items():
+        print(f"{ms:6.2f} ms        a whole step, {name} ({128 / ms * 1e3:,.0f} images per CPU-second)")
 
 
 def busy_loops(count: int) -> list[subprocess.Popen]:
@@ -330,7 +444,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
-    parser.add_argument("mode", choices=("compare", "sweep", "peak", "threads"))
+    parser.add_argument("mode", choices=("compare", "sweep", "peak", "threads", "parts"))
     parser.add_argument("--data", choices=("fashion", "mnist8k"), default="fashion")
     parser.add_argument("--threads", type=int, help="torch threads for both (default: torch's)")
     parser.add_argument("--baseline-epochs", type=int, default=20)
@@ -347,7 +461,7 @@ def main() -> None:
     if args.threads:
         torch.set_num_threads(args.threads)
     with tempfile.TemporaryDirectory() as tmp:
-        modes = {"compare": compare, "sweep": sweep, "peak": peak, "threads": threads_mode}
+        modes = {"compare": compare, "sweep": sweep, "peak": peak, "threads": threads_mode, "parts": parts}
         modes[args.mode](args, Path(tmp))
 
 
