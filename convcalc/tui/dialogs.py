@@ -88,6 +88,7 @@ HELP = """\
   empty       the default (shown greyed)    true / false    switches
 [b]Training screen[/b]
   ctrl+t  start     ctrl+b  stop (keeps the checkpoint)     escape  back (asks while running)
+  ctrl+g  the settings again after a run    ctrl+l  below 120 columns: loss, accuracy or epochs
   resume  continue one of the spec's checkpoints, as `convcalc train --resume` does"""
 
 

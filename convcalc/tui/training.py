@@ -8,6 +8,7 @@ torch is imported off the UI thread: a worker loads ``convcalc.train`` when the 
 
 from __future__ import annotations
 
+import functools
 import math
 import threading
 import time
@@ -15,6 +16,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from rich.style import Style
 from rich.text import Text
 from textual import events, on, work
 from textual.app import ComposeResult
@@ -41,13 +43,73 @@ def _pairs(options) -> list[tuple[str, str]]:
     return [(option, option) for option in options]
 
 
-# at most 4 progress messages a second from the training thread: each repaints the progress box
-# (at 10 a second the UI thread took ~15% of a core, bench/README.md)
-_BATCH_UPDATE_SECONDS = 0.25
+# at most 2 progress messages a second from the training thread: each repaints the progress box
+# (at 10 a second the UI thread took ~15% of a core, at 4 about 5%: bench/README.md)
+_BATCH_UPDATE_SECONDS = 0.5
 # the loss plot is redrawn at most once a second while batches arrive (an epoch's end: always);
-# a plotext render of a 160×48 screen's plot costs 20-40 ms of the UI thread (bench/README.md)
+# a plotext build of a 160×48 screen's plot costs 10-40 ms of the UI thread (bench/README.md)
 _PLOT_SECONDS = 1.0
 EPOCH_TABLE_ROWS = 12  # the epoch table's last rows: the form column has room for a dozen
+# below 120 columns one view at a time under the progress (ctrl+l): a plot or the epoch table
+VIEWS = ("loss", "accuracy", "epochs")
+
+
+class Plot(PlotextPlot):
+    """A ``PlotextPlot`` that builds its picture only after ``replot()`` or a change of size or
+    theme (Textual calls ``render()`` again on every relayout or repaint of the screen), and turns
+    plotext's character matrix into a ``Text`` directly: plotext's own ``build()`` writes the
+    matrix as ANSI text that ``Text.from_ansi`` then parses back, together half of a plot's cost
+    (the matrix is the other half; a plot is most of the UI's cost while training)."""
+
+    def __init__(self, **kwargs) -> None:
+        super().__init__(**kwargs)
+        self.version = 0  # bumped by replot(): the data or axes changed
+        self.builds = 0  # plotext builds so far
+        self._built: tuple[tuple, Any] | None = None
+
+    def replot(self) -> None:
+        self.version += 1
+        self.refresh()
+
+    def render(self):
+        key = (self.version, self.size, self.app.theme, self.theme)
+        if self._built is None or self._built[0] != key:
+            self.builds += 1
+            self._built = (key, self._build())
+        return self._built[1]
+
+    def _build(self) -> Text:
+        """``PlotextPlot.render`` without the ANSI round trip: the same size and theme, then
+        plotext's matrix (``build()`` but for ``set_canvas``) taken run by run of one colour."""
+        width, height = self.size
+        figure = self.plt
+        figure.plotsize(width, height)
+        figure._set_size(width, height)  # as PlotextPlot.render does (textual-plotext issue 5)
+        figure.theme(self._get_plotext_theme_name(self.app.theme))
+        figure._set_sizes()
+        figure._build_matrix()
+        return matrix_text(figure.monitor.matrix)
+
+
+class SteadyFooter(Footer):
+    """A ``Footer`` that rebuilds its keys only when the keys it shows change: Textual's
+    recomposes (mounting every key anew) on each focus change and ``refresh_bindings``, which
+    was the biggest part of the UI's cost at a run's start."""
+
+    shown: tuple = ()
+
+    def bindings_changed(self, screen: Screen) -> None:
+        palette = self.app.COMMAND_PALETTE_BINDING
+        shown = tuple(
+            (binding, enabled, tooltip)
+            for (_, binding, enabled, tooltip) in screen.active_bindings.values()
+            if binding.show or binding.key == palette
+        )
+        if shown == self.shown and self._bindings_ready:
+            return
+        if self.app.app_focus and self.is_attached and screen is self.screen:
+            self.shown = shown  # else Footer skips this one too: the next change must not
+        super().bindings_changed(screen)
 
 
 # Messages from the worker threads (post_message is thread-safe) ----------------------------
@@ -77,6 +139,9 @@ class BatchDone(Message):
     batch: int  # 0-based
     loss: float
     images_per_second: float
+    # every batch's (epoch as a fraction, loss) since the last message, this one's last; empty:
+    # this batch's only (messages come twice a second, the plot shows every batch)
+    losses: tuple[tuple[float, float], ...] = ()
 
 
 @dataclass
@@ -98,12 +163,15 @@ class RunFinished(Message):
 
 class TrainingScreen(Screen):
     """Train ``network``; ids: ``#dataset #data-dir #epochs #batch-size #lr #limit #out``,
-    ``#start #stop``, ``#progress``, ``#train-stats``, ``#train-error``, ``#train-result``."""
+    ``#start #stop``, ``#progress``, ``#train-stats``, ``#train-error``, ``#train-result``;
+    ``#train-fields`` folds into ``#train-settings`` once a run starts (``ctrl+g`` unfolds)."""
 
     BINDINGS = [
         Binding("escape", "back", "Designer"),
         Binding("ctrl+t", "start", "Start"),
         Binding("ctrl+b", "stop", "Stop"),
+        Binding("ctrl+g", "settings", "Settings"),  # shown while the fields are folded (a run started)
+        Binding("ctrl+l", "next_view", "Loss/Acc/Epochs"),  # shown below 120 columns: one view at a time
     ]
 
     def __init__(self, network: Network):
@@ -121,6 +189,8 @@ class TrainingScreen(Screen):
         self.batches = 0
         self.started_at, self.plotted_at = 0.0, 0.0  # this run's start; the plots' last redraw
         self.first_done: int | None = None  # batches done when this run's first batch came in
+        self.view = VIEWS[0]  # below 120 columns: what shows under the progress
+        self.folded = False  # the fields folded into #train-settings (from a run's start on)
 
     # Layout -----------------------------------------------------------------------------
 
@@ -129,37 +199,9 @@ class TrainingScreen(Screen):
         with Horizontal(id="train-body"):
             with VerticalScroll(id="train-form"):
                 yield Static(self._spec_line(), id="train-spec")
-                yield self._row(
-                    "dataset", Select([], id="dataset", compact=True, allow_blank=True, prompt="…")
-                )
-                yield self._row("data folder", Input(id="data-dir", compact=True, placeholder="auto"))
-                yield self._row(
-                    "download",
-                    Select([("yes", True), ("no", False)], id="download", compact=True, allow_blank=False),
-                )
-                yield self._row("epochs", Input(id="epochs", compact=True, type="integer"))
-                yield self._row("batch size", Input(id="batch-size", compact=True, type="integer"))
-                yield self._row("learning rate", Input(id="lr", compact=True, type="number"))
-                yield self._row(
-                    "optimizer", Select(_pairs(_OPTIMIZERS), id="optimizer", compact=True, allow_blank=False)
-                )
-                yield self._row(
-                    "schedule", Select(_pairs(_SCHEDULES), id="schedule", compact=True, allow_blank=False)
-                )
-                yield self._row("seed", Input(id="seed", compact=True, type="integer"))
-                yield self._row(
-                    "device", Select(_pairs(["auto"]), id="device", compact=True, allow_blank=False)
-                )
-                yield self._row(
-                    "precision", Select(_PRECISIONS, id="precision", compact=True, allow_blank=False)
-                )
-                yield self._row(
-                    "limit", Input(id="limit", compact=True, type="integer", placeholder="all images")
-                )
-                yield self._row("checkpoint", Input(id="out", compact=True))
-                yield self._row(
-                    "resume", Select([("no: a new run", "")], id="resume", compact=True, allow_blank=False)
-                )
+                with Vertical(id="train-fields"):
+                    yield from self._fields()
+                yield Static("", id="train-settings")
                 with Horizontal(id="train-buttons"):
                     yield Button("Start", id="start", variant="success", disabled=True)
                     yield Button("Stop", id="stop", variant="error", disabled=True)
@@ -170,9 +212,35 @@ class TrainingScreen(Screen):
                     yield ProgressBar(id="progress", total=1, show_eta=False)
                     yield Static("Loading PyTorch…", id="train-stats")
                 yield Static("", id="train-error", classes="field-error")
-                yield PlotextPlot(id="loss-plot", classes="plot")
-                yield PlotextPlot(id="accuracy-plot", classes="plot")
-        yield Footer(compact=True)
+                yield Plot(id="loss-plot", classes="plot")
+                yield Plot(id="accuracy-plot", classes="plot")
+        yield SteadyFooter(compact=True)
+
+    def _fields(self) -> ComposeResult:
+        """The form's fields, one row each (folded away into ``#train-settings`` during a run)."""
+        yield self._row("dataset", Select([], id="dataset", compact=True, allow_blank=True, prompt="…"))
+        yield self._row("data folder", Input(id="data-dir", compact=True, placeholder="auto"))
+        yield self._row(
+            "download",
+            Select([("yes", True), ("no", False)], id="download", compact=True, allow_blank=False),
+        )
+        yield self._row("epochs", Input(id="epochs", compact=True, type="integer"))
+        yield self._row("batch size", Input(id="batch-size", compact=True, type="integer"))
+        yield self._row("learning rate", Input(id="lr", compact=True, type="number"))
+        yield self._row(
+            "optimizer", Select(_pairs(_OPTIMIZERS), id="optimizer", compact=True, allow_blank=False)
+        )
+        yield self._row(
+            "schedule", Select(_pairs(_SCHEDULES), id="schedule", compact=True, allow_blank=False)
+        )
+        yield self._row("seed", Input(id="seed", compact=True, type="integer"))
+        yield self._row("device", Select(_pairs(["auto"]), id="device", compact=True, allow_blank=False))
+        yield self._row("precision", Select(_PRECISIONS, id="precision", compact=True, allow_blank=False))
+        yield self._row("limit", Input(id="limit", compact=True, type="integer", placeholder="all images"))
+        yield self._row("checkpoint", Input(id="out", compact=True))
+        yield self._row(
+            "resume", Select([("no: a new run", "")], id="resume", compact=True, allow_blank=False)
+        )
 
     @staticmethod
     def _row(label: str, widget) -> Horizontal:
@@ -192,6 +260,9 @@ class TrainingScreen(Screen):
         self.query_one("#progress-box").border_title = "Progress"
         self.query_one("#loss-plot").border_title = "Loss"
         self.query_one("#accuracy-plot").border_title = "Test accuracy"
+        self.query_one("#train-settings").display = False
+        self.query_one("#train-result").display = False  # until a run ends: no empty row
+        self.query_one("#train-body").add_class(f"-view-{self.view}")
         # a screen pushed after start-up gets no Resize in a real terminal, and so none of the
         # app's breakpoint classes (-narrow: the form above the plots): one resize sets them
         self.post_message(events.Resize.from_dimensions(self.app.size, None))
@@ -236,7 +307,7 @@ class TrainingScreen(Screen):
                 widget.value = text
         self._update_out_placeholder()
         self.query_one("#start", Button).disabled = False
-        self.query_one("#train-stats", Static).update("Ready: press Start.")
+        self._stats("Ready: press Start.")
         if self.focused is None or self.focused.id == "train-form":
             select.focus()  # the first field, not the form around it
 
@@ -244,10 +315,11 @@ class TrainingScreen(Screen):
     def _failed(self, event: TrainerFailed) -> None:
         self.running = False
         self._set_running(False)
+        self._fold(False)  # a setting to fix, most likely
         error = self.query_one("#train-error", Static)
         error.update(f"✗ {tui_text(event.message)}")  # the data and training modules speak of flags
         error.display = True
-        self.query_one("#train-stats", Static).update("Not running.")
+        self._stats("Not running.")
 
     @on(Select.Changed, "#dataset")
     def _update_out_placeholder(self) -> None:
@@ -359,21 +431,25 @@ class TrainingScreen(Screen):
         designer.unless_unsaved("Train", proceed, "Train without saving", why)
 
     def _start(self, config) -> None:
-        self.query_one("#train-result", Static).update("")
+        self.query_one("#train-result", Static).display = False
         self.query_one("#epoch-table", Static).update("")
+        shown = bool(self.batch_losses or self.epochs)  # the last run's plots, to be cleared
         self.batch_losses, self.epochs, self.result = [], [], None
         self.cancel = threading.Event()
         self.running = True
+        self.query_one("#train-settings", Static).update(settings_line(config))
+        self._fold(True)
         self._set_running(True)
-        self.query_one("#train-stats", Static).update("Loading data…")
-        self._draw_plots()
+        self._stats("Loading data…")
+        if shown:
+            self._draw_plots()
         self._train(config, self.cancel)
 
     def action_stop(self) -> None:
         if self.running and not self.cancel.is_set():
             self.stop_training()
             self.query_one("#stop", Button).disabled = True
-            self.query_one("#train-stats", Static).update("Stopping after this batch; saving the checkpoint…")
+            self._stats("Stopping after this batch; saving the checkpoint…")
 
     def stop_training(self) -> None:
         """Ask the loop to stop after the current batch (it saves its checkpoint)."""
@@ -382,8 +458,44 @@ class TrainingScreen(Screen):
     def _set_running(self, running: bool) -> None:
         self.query_one("#start", Button).disabled = running or self.defaults is None
         self.query_one("#stop", Button).disabled = not running
-        for widget in self.query("#train-form Input, #train-form Select"):
-            widget.disabled = running
+        self.refresh_bindings()  # Settings: not while running
+
+    def _fold(self, folded: bool) -> None:
+        """Fold the fields into the one-line ``#train-settings`` (a run started) or unfold them.
+        Folded, they cannot change during a run without disabling each (a restyle of ~70
+        widgets, most of the UI's cost at a start), and below 120 columns the plots get the room."""
+        if self.folded == folded:
+            return
+        self.folded = folded
+        fields = self.query_one("#train-fields")
+        if folded and self.focused is not None and fields in self.focused.ancestors:
+            self.set_focus(None)  # keys go to the screen's bindings, not to a hidden field
+        fields.display = not folded
+        self.query_one("#train-settings").display = folded
+        self.refresh_bindings()
+        if not folded:
+            self._update_out_placeholder()  # resume offers the checkpoints written meanwhile
+
+    def action_settings(self) -> None:
+        """Unfold the fields after a run (to change them, or pick the checkpoint under resume)."""
+        self._fold(False)
+        self.query_one("#dataset", Select).focus()
+
+    def action_next_view(self) -> None:
+        body = self.query_one("#train-body")
+        body.remove_class(f"-view-{self.view}")
+        self.view = VIEWS[(VIEWS.index(self.view) + 1) % len(VIEWS)]
+        body.add_class(f"-view-{self.view}")
+
+    def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
+        if action == "settings":
+            return self.folded and not self.running
+        if action == "next_view":
+            return self.has_class("-narrow")
+        return True
+
+    def on_resize(self) -> None:
+        self.refresh_bindings()  # the breakpoint classes (-narrow) may have changed
 
     @on(Button.Pressed, "#start")
     def _start_pressed(self) -> None:
@@ -450,6 +562,7 @@ class TrainingScreen(Screen):
         from convcalc import train
 
         state = {"last": 0.0, "epoch_start": time.perf_counter(), "batches": 0}
+        losses: list[tuple[float, float]] = []  # the batches since the last BatchDone
 
         def on_start(epochs: int, batches: int) -> None:
             state["epoch_start"], state["batches"] = time.perf_counter(), batches
@@ -459,11 +572,13 @@ class TrainingScreen(Screen):
             now = time.perf_counter()
             if batch == 0:
                 state["epoch_start"] = now
+            losses.append((epoch - 1 + (batch + 1) / max(state["batches"], 1), loss))
             if now - state["last"] >= _BATCH_UPDATE_SECONDS or batch == state["batches"] - 1:
                 state["last"] = now
                 elapsed = now - state["epoch_start"]
                 rate = (batch + 1) * config.batch_size / elapsed if elapsed > 0 else 0.0
-                self.post_message(BatchDone(epoch, batch, loss, rate))
+                self.post_message(BatchDone(epoch, batch, loss, rate, tuple(losses)))
+                losses.clear()
 
         def on_epoch(metrics) -> None:
             self.post_message(EpochDone(metrics))
@@ -491,20 +606,25 @@ class TrainingScreen(Screen):
         self.total_epochs, self.batches = event.epochs, event.batches
         self.started_at, self.first_done, self.plotted_at = time.perf_counter(), None, 0.0
         self.query_one("#progress", ProgressBar).update(total=event.epochs * event.batches, progress=0)
-        self.query_one("#train-stats", Static).update(f"Epoch 1/{event.epochs} starting…")
+        self._stats(f"Epoch 1/{event.epochs} starting…")
+
+    def _stats(self, text: str | Text) -> None:
+        """The progress box's two lines (a fixed height: no relayout of the screen)."""
+        self.query_one("#train-stats", Static).update(text, layout=False)
 
     @on(Downloading)
     def _downloading(self, event: Downloading) -> None:
         size = f"{render.human_bytes(event.done)}" + (
             f" of {render.human_bytes(event.total)}" if event.total else ""
         )
-        self.query_one("#train-stats", Static).update(f"Downloading {event.file}: {size}")
+        self._stats(f"Downloading {event.file}: {size}")
 
     @on(BatchDone)
     def _batch_done(self, event: BatchDone) -> None:
         done = (event.epoch - 1) * self.batches + event.batch + 1
         self.query_one("#progress", ProgressBar).update(progress=done)
-        self.batch_losses.append((event.epoch - 1 + (event.batch + 1) / max(self.batches, 1), event.loss))
+        here = (event.epoch - 1 + (event.batch + 1) / max(self.batches, 1), event.loss)
+        self.batch_losses += event.losses or [here]
         stats = Text()
         stats.append(f"Epoch {event.epoch}/{self.total_epochs}", "bold")
         stats.append(f" · batch {event.batch + 1}/{self.batches}")
@@ -518,7 +638,7 @@ class TrainingScreen(Screen):
         stats.append(f"\n{_clock(elapsed)} elapsed · about {_clock(left)} left", "dim")
         if self.cancel.is_set():
             stats.append(" · stopping…", "yellow")
-        self.query_one("#train-stats", Static).update(stats, layout=False)  # fixed 2 lines: no reflow
+        self._stats(stats)
         if now - self.plotted_at >= _PLOT_SECONDS:
             self.plotted_at = now
             self._draw_plots(accuracy=False)  # a batch changes the loss plot only
@@ -547,6 +667,7 @@ class TrainingScreen(Screen):
         self.running = False
         self._set_running(False)
         text = Text()
+        # lines of at most 36 characters: the form column's width from 120 columns on
         if result.cancelled:
             text.append("Stopped", "bold yellow")
             text.append(f" after {len(result.epochs)} complete epoch(s).\n")
@@ -556,7 +677,7 @@ class TrainingScreen(Screen):
         if result.epochs:
             text.append("Test accuracy ")
             text.append(f"{result.test_accuracy:.2%}", "bold")
-            text.append(f" · test loss {result.test_loss:.4f}\n")
+            text.append(f" · loss {result.test_loss:.4f}\n")
         text.append(f"{result.images_per_second:,.0f} images/s\n", "cyan")
         if result.checkpoint is None:  # cancelled before the first batch: nothing was replaced
             text.append("No checkpoint written")
@@ -564,21 +685,23 @@ class TrainingScreen(Screen):
             text.append("Checkpoint ")
             text.append(str(result.checkpoint), "bold")
         self.query_one("#train-result", Static).update(text)
-        self.query_one("#train-stats", Static).update(
-            "Stopped: the checkpoint is kept; choose it under resume to continue."
+        self.query_one("#train-result", Static).display = True
+        self._stats(
+            "Stopped: the checkpoint is kept; to continue it, ctrl+g (settings), then pick it under resume."
             if result.cancelled
             else "Done."
         )
-        self._update_out_placeholder()  # resume now offers the checkpoint just written
+        if not self.folded:  # else when the fields unfold: listing rebuilds the Select's options
+            self._update_out_placeholder()  # resume now offers the checkpoint just written
         if self.after_stop is not None:  # the run was stopped to leave the screen or quit
             proceed, self.after_stop = self.after_stop, None
             self.notify("Training stopped; the checkpoint is kept.", timeout=4)
             proceed()
 
     def _draw_plots(self, accuracy: bool = True) -> None:
-        """Redraw the loss plot and (``accuracy``) the accuracy plot: plotext renders a whole
-        plot each time, most of the UI's cost while training."""
-        loss = self.query_one("#loss-plot", PlotextPlot)
+        """Give the loss plot and (``accuracy``) the accuracy plot their data: each is built
+        again when next shown (a whole plotext build, the UI's biggest cost while training)."""
+        loss = self.query_one("#loss-plot", Plot)
         plt = loss.plt
         plt.clear_data()
         plt.xlabel("epoch")
@@ -595,12 +718,12 @@ class TrainingScreen(Screen):
             )
         if self.total_epochs:
             plt.xlim(0, self.total_epochs)
-        loss.refresh()
+        loss.replot()
         if accuracy:
             self._draw_accuracy()
 
     def _draw_accuracy(self) -> None:
-        accuracy = self.query_one("#accuracy-plot", PlotextPlot)
+        accuracy = self.query_one("#accuracy-plot", Plot)
         plt = accuracy.plt
         plt.clear_data()
         plt.xlabel("epoch")
@@ -615,7 +738,46 @@ class TrainingScreen(Screen):
             plt.ylim(accuracy_floor(values), 100)
         if self.total_epochs:
             plt.xlim(1, max(self.total_epochs, 2))
-        accuracy.refresh()
+        accuracy.replot()
+
+
+def matrix_text(matrix) -> Text:
+    """A plotext matrix (rows bottom up; per cell a character and its foreground, style and
+    background) as the ``Text`` that ``Text.from_ansi`` makes of plotext's ANSI canvas."""
+    text = Text()
+    for row in reversed(matrix.Rows):
+        markers = matrix.marker[row]
+        colors = list(zip(matrix.fullground[row], matrix.style[row], matrix.background[row], strict=True))
+        start = 0
+        for col in range(1, matrix.cols + 1):
+            if col == matrix.cols or colors[col] != colors[start]:
+                text.append("".join(markers[start:col]), _cell_style(colors[start]))
+                start = col
+        text.append("\n")
+    return text
+
+
+@functools.lru_cache(maxsize=256)
+def _cell_style(colors: tuple) -> Style | None:
+    """The rich style of plotext's (foreground, style, background): plotext's own ANSI codes,
+    decoded by rich, so that both read a colour name, a 256-colour number or RGB the same way."""
+    from plotext._utility import ansi_end, colors_to_ansi
+
+    spans = Text.from_ansi(colors_to_ansi(*colors) + "x" + ansi_end).spans
+    return spans[0].style if spans else None
+
+
+def settings_line(config) -> Text:
+    """The run's settings on one line, for the folded form: ``mnist · 8 epochs · batch 128 ·
+    adam lr 0.005 onecycle · seed 0 · auto float32 → runs/lenet-mnist.pt``."""
+    text = Text(f"{config.dataset} · {config.epochs} epochs · batch {config.batch_size}", "bold")
+    text.append(f" · {config.optimizer} lr {config.lr:g} {config.schedule} · seed {config.seed}")
+    precision = next(label for label, amp in _PRECISIONS if amp == (config.amp or ""))
+    text.append(f" · {config.device} {precision}")
+    if config.limit:
+        text.append(f" · {config.limit:,} images")
+    text.append(f" · resume {config.resume}" if config.resume else f" → {config.out}", "dim")
+    return text
 
 
 def accuracy_floor(percents: list[float]) -> float:
