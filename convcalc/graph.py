@@ -258,7 +258,8 @@ class _Expander:
             return ()
         if given is None:
             return (previous,)
-        names = [given] if isinstance(given, str) else list(given)
+        # a block's body is raw data (validated here): `inputs: false` or `inputs: 3` gets the message
+        names = [given] if isinstance(given, str) else list(given) if isinstance(given, (list, tuple)) else []
         if not names or not all(isinstance(n, str) for n in names):
             self.errors.append(f"{self.source}: {where}: inputs: give a layer name or a list of names, "
                                "e.g. inputs: [conv2, input]")  # fmt: skip

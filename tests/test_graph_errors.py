@@ -220,3 +220,11 @@ def test_a_block_use_with_a_key_that_is_not_a_string_is_an_error_not_a_crash(tmp
     result = run_cli("shape", str(path))
     assert result.returncode == 1 and "Traceback" not in result.stderr
     assert "net.yaml:" in result.stderr and "error:" in result.stderr
+
+
+@pytest.mark.parametrize("value", ["false", "3", "{a: 1}", "1.5"])
+def test_inputs_that_are_not_names_inside_a_block_are_an_error_not_a_crash(value):
+    # a group in a block is raw data, validated by the graph: `inputs: false` reached list()
+    group = f"{{type: Sequential, inputs: {value}, layers: [{{type: ReLU}}]}}"
+    text = f"input: [1, 8, 8]\nblocks:\n  R: {{layers: [{{type: ReLU}}, {group}]}}\nlayers: [{{type: R}}]\n"
+    assert any("layer 1: inputs: give a layer name or a list of names" in p for p in problems(text))
