@@ -6,12 +6,14 @@ then ``_recompute`` runs ``engine.analyze`` and redraws. No torch on this path.
 
 from __future__ import annotations
 
+import operator
 from pathlib import Path
 
 from rich.text import Text
 from textual import events, on
 from textual.app import ComposeResult
 from textual.binding import Binding
+from textual.cache import LRUCache
 from textual.containers import Horizontal, Vertical, VerticalScroll
 from textual.coordinate import Coordinate
 from textual.screen import Screen
@@ -39,6 +41,8 @@ from convcalc.tui.wording import tui_text
 _MOVE = Binding.Group("Move", compact=True)
 _UNDO = Binding.Group("Undo/redo", compact=True)
 COLUMNS = ("", "#", "name", "type", "settings", "output", "params", "MACs", "RF")
+_JUSTIFY = tuple("right" if label in ("#", "output", "params", "MACs", "RF") else "left" for label in COLUMNS)
+_OFF_ROW = Coordinate(-2, 0)  # on no row, header (-1) included
 PICTURE_MIN_HEIGHT = 44  # rows: from here the picture (12) leaves the table a dozen layers
 
 # What Enter on a row edits first: the field people change first (else the first field).
@@ -62,6 +66,67 @@ class LayerTable(DataTable):
         Binding("right", "screen.fold('open')", "Unfold", show=False),
     ]
 
+    def __init__(self, *args, **kwargs):
+        # (row, column, look) -> (the cell's value, its rendered lines). DataTable keys its own
+        # cell cache by a count of all updates, so rewriting one cell re-rendered every visible
+        # cell in the next frame (90 at 140×45, most of a digit's ~100 ms, bench/README.md).
+        # Holding the value makes `is` a safe test: its id cannot be reused while held.
+        self._cells: LRUCache[tuple, tuple[object, list]] = LRUCache(10000)  # before: init clears it
+        self._rows: LRUCache[tuple, tuple[tuple, tuple]] = LRUCache(1000)  # (row, look) -> (cells, lines)
+        super().__init__(*args, **kwargs)
+
+    def _render_cell(self, row_index, column_index, base_style, width, cursor=False, hover=False):
+        if column_index < 0:  # row labels (none here): DataTable's own cache
+            return super()._render_cell(row_index, column_index, base_style, width, cursor, hover)
+        if row_index < 0:  # the header
+            row_key, value, height = None, self.ordered_columns[column_index].label, self.header_height
+        else:
+            row_key = self._row_locations.get_key(row_index)
+            value = self._data[row_key][self._column_locations.get_key(column_index)]
+            height = self.rows[row_key].height
+        look = (row_key, row_index, column_index, base_style, width, cursor, hover, height,
+                self.show_cursor, self._show_hover_cursor, self._pseudo_class_state)  # fmt: skip
+        held = self._cells.get(look)
+        if held is not None and held[0] is value:
+            return held[1]
+        lines = super()._render_cell(row_index, column_index, base_style, width, cursor, hover)
+        self._cells[look] = (value, lines)
+        return lines
+
+    def _render_line_in_row(self, row_key, line_no, base_style, cursor_location, hover_location):
+        # A row cursor paints a line by "is the cursor (the mouse) on this row", but DataTable
+        # keys its row cache by both positions (a move re-rendered every visible row) and by
+        # the update count (an edit, too). Any position off the row draws the same, so all of
+        # them are passed as one; a row whose cells are the same objects draws the same.
+        if self.cursor_type != "row" or self.fixed_columns or self._labelled_row_exists:
+            return super()._render_line_in_row(row_key, line_no, base_style, cursor_location, hover_location)
+        row = self._row_locations.get(row_key) if row_key in self._row_locations else -1  # -1: header
+        cursor_location = Coordinate(row, 0) if cursor_location.row == row else _OFF_ROW
+        hover_location = Coordinate(row, 0) if hover_location.row == row else _OFF_ROW
+        columns = self.ordered_columns
+        values = self._data.get(row_key)
+        cells = tuple(values.values()) if values is not None else tuple(column.label for column in columns)
+        height = self.rows[row_key].height if values is not None else self.header_height
+        look = (row_key, row, line_no, height, base_style, cursor_location, hover_location, self.show_cursor,
+                self._show_hover_cursor, self._pseudo_class_state, self.size.width,
+                tuple(column.get_render_width(self) for column in columns))  # fmt: skip
+        held = self._rows.get(look)
+        if held is not None and len(held[0]) == len(cells) and all(map(operator.is_, held[0], cells)):
+            return held[1]
+        lines = super()._render_line_in_row(row_key, line_no, base_style, cursor_location, hover_location)
+        self._rows[look] = (cells, lines)
+        return lines
+
+    def notify_style_update(self) -> None:
+        self._cells.clear()  # a theme or CSS change: every look changes (as DataTable clears its caches)
+        self._rows.clear()
+        super().notify_style_update()
+
+    def _clear_caches(self) -> None:
+        self._cells.clear()
+        self._rows.clear()
+        super()._clear_caches()
+
     def action_first_layer(self) -> None:
         if self.row_count:
             self.move_cursor(row=0)
@@ -69,6 +134,29 @@ class LayerTable(DataTable):
     def action_last_layer(self) -> None:
         if self.row_count:
             self.move_cursor(row=self.row_count - 1)
+
+    _holding: bool | None = None  # in ``update_cells``: True once a repaint was asked for
+
+    def update_cells(self, changes: list[tuple[int, int, Text]]) -> None:
+        """Rewrite cells (line, column, text) with one repaint: ``update_cell`` repaints the
+        table for each cell (an edit of a ResNet-50 block's kernel rewrites 250 RF cells). A
+        column is widened only when a text needs it (that relayouts the table)."""
+        rows, columns = self.ordered_rows, self.ordered_columns
+        self._holding = False
+        try:
+            for line, column, cell in changes:
+                wider = cell.cell_len > columns[column].content_width
+                self.update_cell(rows[line].key, columns[column].key, cell, update_width=wider)
+        finally:
+            held, self._holding = self._holding, None
+        if held:
+            self.refresh()
+
+    def refresh(self, *regions, **kwargs) -> LayerTable:
+        if self._holding is not None and not regions and not kwargs:  # update_cell's plain repaint
+            self._holding = True
+            return self
+        return super().refresh(*regions, **kwargs)
 
 
 class DesignerScreen(GraphRows, Screen):
@@ -102,7 +190,10 @@ class DesignerScreen(GraphRows, Screen):
         self.history = model.History(network)
         self.saved = network  # what is on disk at `path`; unsaved changes = current != saved
         self.path = path
-        self.analysis: Analysis = analyze(network)
+        self._redraw_pending = False  # an edit's redraw waits for the frame that shows the key (_edited)
+        self._editor: LayerEditor | None = None  # from compose on
+        self._analysis: Analysis = analyze(network)
+        self._analysed = network  # the network `_analysis` is of
         self.selected = 0
         self.invalid: tuple[int, str] | None = None  # (row, message) of an edit that does not validate
         # the training form as last left (input id -> text), kept between visits of the screen
@@ -112,6 +203,7 @@ class DesignerScreen(GraphRows, Screen):
         self._init_graph_rows()
         self._picture_chosen = False  # `p` pressed: the picture no longer follows the screen's height
         self._fix_offered = False  # the footer shows `f Fix`
+        self._train: tuple[Analysis, int, int] | None = None  # (analysis, batch, its training peak)
 
     # ----------------------------------------------------------------------------------
     # Layout
@@ -129,7 +221,7 @@ class DesignerScreen(GraphRows, Screen):
                 picture = NetworkPicture(id="picture")
                 picture.border_title = "Picture · receptive field"
                 yield picture
-            editor = LayerEditor(id="editor")
+            editor = self._editor = LayerEditor(id="editor")
             editor.border_title = "Layer"
             yield editor
         yield Static("", id="totals")
@@ -152,14 +244,22 @@ class DesignerScreen(GraphRows, Screen):
         return self.history.current
 
     @property
+    def analysis(self) -> Analysis:
+        """The analysis on screen. An edit's redraw still waiting for its frame is done first: a
+        click or a command never acts on the network as it was before the edit."""
+        if self._redraw_pending:
+            self._redraw()
+        return self._analysis
+
+    @property
     def dirty(self) -> bool:
         return self.network != self.saved
 
     @property
     def busy(self) -> bool:
         """The editor is being rebuilt: the app holds the next key until it is (``app._settled``)."""
-        editors = self.query(LayerEditor)  # none before compose and after unmount
-        return bool(editors) and editors.first().loading
+        # held since compose: a DOM query here took 5 ms, on every check of every key's wait
+        return self._editor is not None and self._editor.loading
 
     def _update_title(self) -> None:
         name = str(self.path) if self.path else "unsaved spec"
@@ -169,37 +269,43 @@ class DesignerScreen(GraphRows, Screen):
 
     def _recompute(self) -> None:
         """Analyse the current network and redraw the table, totals and formula."""
-        self.analysis = analyze(self.network)
+        self._redraw_pending = False  # this is the redraw a pending one would do
+        self._analysis, self._analysed = analyze(self.network), self.network
         self.selected = min(self.selected, max(0, len(self.analysis.rows) - 1))
         if self.selected_group is not None and self.selected_group >= len(self.analysis.groups):
             self.selected_group = None
         self._fill_table()
         self._update_totals()
         self._update_detail()
-        self._update_picture()
+        self.call_after_refresh(self._update_picture)  # 2 ms for ResNet-50: after the table's frame
         self._update_title()
         offered = fixes.fixable(self.analysis, self.network, self.selected) is not None
         if offered != self._fix_offered:  # the footer shows `f Fix` only while there is one
             self._fix_offered = offered
             self._refresh_footer()
 
-    def _row_cells(self, row: LayerResult) -> list[Text]:
+    def _row_cells(self, row: LayerResult) -> tuple[list[str], str]:
+        """A layer row's cells as text, and their style."""
         invalid = self.invalid is not None and self.invalid[0] == row.index
         style = "bold red" if row.errors or invalid else ("yellow" if row.warnings else "")
         mark = "✗" if row.errors or invalid else ("!" if row.warnings else "")
         done = row.output_shape is not None
         rf, _ = render.rf_text(row)
-        cells = (
+        cells = [
             mark, str(row.index), row.name, row.type, row.summary, fmt_shape(row.output_shape),
             f"{row.params:,}" if done else "—", f"{row.macs:,}" if done else "—", rf,
-        )  # fmt: skip
+        ]  # fmt: skip
+        return cells, style
+
+    @staticmethod
+    def _texts(cells: list[str], style: str, old: list[Text] | None) -> list[Text]:
+        """A line's cells as the table shows them, the unchanged ones of ``old`` kept (a Text
+        each is most of the cost of a line that changed: an RF edit changes 150 of ResNet-50's)."""
+        if old is None or old[0].style != style:  # a line's cells share one style
+            return [Text(cell, style=style, justify=_JUSTIFY[c]) for c, cell in enumerate(cells)]
         return [
-            Text(
-                cell,
-                style=style,
-                justify="right" if label in ("#", "output", "params", "MACs", "RF") else "left",
-            )
-            for label, cell in zip(COLUMNS, cells, strict=True)
+            before if before.plain == cell else Text(cell, style=style, justify=_JUSTIFY[c])
+            for c, (cell, before) in enumerate(zip(cells, old, strict=True))
         ]
 
     def _fill_table(self) -> None:
@@ -209,18 +315,19 @@ class DesignerScreen(GraphRows, Screen):
         results = self._table_keys()
         same_count = len(results) == len(self._shown)
         rows = [
-            self._shown[i] if same_count and self._shown_results[i] == key else self._key_cells(key)
+            self._shown[i]
+            if same_count and self._shown_results[i] == key
+            else self._texts(*self._key_cells(key), self._shown[i] if same_count else None)
             for i, key in enumerate(results)
         ]
         if len(rows) == len(self._shown):
-            for r, (new, old) in enumerate(zip(rows, self._shown, strict=True)):
-                if new is old:
-                    continue
-                for c, (cell, before) in enumerate(zip(new, old, strict=True)):
-                    if cell.plain != before.plain or cell.style != before.style:
-                        # widening a column relayouts the table: only when the text needs it
-                        wider = cell.cell_len > table.ordered_columns[c].content_width
-                        table.update_cell_at(Coordinate(r, c), cell, update_width=wider)
+            table.update_cells([
+                (r, c, cell)
+                for r, (new, old) in enumerate(zip(rows, self._shown, strict=True))
+                if new is not old
+                for c, (cell, before) in enumerate(zip(new, old, strict=True))
+                if cell is not before
+            ])  # fmt: skip
         else:
             table.clear()
             table.add_rows(rows)
@@ -248,13 +355,16 @@ class DesignerScreen(GraphRows, Screen):
         text.append("   MACs ", "dim").append(render.human_count(a.total_macs), "bold")
         text.append("   outputs ", "dim").append(render.human_bytes(a.total_memory_bytes), "bold")
         text.append("/sample", "dim")
-        if a.ok:  # at the training form's batch size (its default until the form says otherwise)
-            batch = self.train_batch
-            train = memory.training_memory(a).training_peak(batch)
-            text.append("   train ", "dim").append(render.human_bytes(train), "bold")
-            text.append(f" @{batch}", "dim")
+        width = max(1, self.size.width - 2)
+        if a.ok and text.cell_len < width:  # at the training form's batch size (its default until
+            # the form says otherwise); counted after the frame, until then the last count shows
+            if not self._counted(a, self.train_batch):
+                self.call_after_refresh(self._count_training)
+            if self._train is not None:
+                text.append("   train ", "dim").append(render.human_bytes(self._train[2]), "bold")
+                text.append(f" @{self._train[1]}", "dim")
         # one line, cropped to the screen: wrapped, it pushed the error line below off the bar
-        text.truncate(max(1, self.size.width - 2), overflow="ellipsis")
+        text.truncate(width, overflow="ellipsis")
         text.append("\n")
         if self.invalid is not None:
             text.append(f"✗ layer {self.invalid[0]}: {self.invalid[1]}", "bold red")
@@ -269,6 +379,18 @@ class DesignerScreen(GraphRows, Screen):
         totals = self.query_one("#totals", Static)
         if str(totals.visual) != text.plain:
             totals.update(text, layout=False)  # fixed height: no relayout of the screen
+
+    def _count_training(self) -> None:
+        """The totals bar's training memory (``memory.training_memory``: 3 ms for ResNet-50, a
+        fifth of a frame), once per analysis and batch size, after the frame that shows an edit."""
+        a, batch = self.analysis, self.train_batch
+        if a.ok and not self._counted(a, batch):
+            self._train = (a, batch, memory.training_memory(a).training_peak(batch))
+            self._update_totals()
+
+    def _counted(self, analysis: Analysis, batch: int) -> bool:
+        # `is`: two analyses compare equal field by field, a walk of every row
+        return self._train is not None and self._train[0] is analysis and self._train[1] == batch
 
     @on(events.Resize)
     def _fit_totals(self) -> None:
@@ -379,20 +501,36 @@ class DesignerScreen(GraphRows, Screen):
         except model.FieldErrors as errors:
             editor.show_errors(errors.errors)
             self.invalid = (event.index, next(iter(errors.errors.values())))
-            self._fill_table()
-            self._update_totals()
+            self._redraw_after_frame()
             return
         was_invalid = self.invalid is not None
         self.invalid = None
-        if self.history.push(network, group=(event.index, event.field)):
+        if self.history.push(network, group=(event.index, event.field)) or was_invalid:
+            self._redraw_after_frame()
+
+    def _redraw_after_frame(self) -> None:
+        """Redraw after the next frame, which then shows the typed character alone (a digit's
+        redraw, analysis to picture, and its frame took ~100 ms on a 50-layer spec); edits made
+        before it share one redraw. Keys wait for it (``ConvcalcApp._settled``: it is a
+        screen callback), so each goes to the widget the state before it put in front."""
+        if not self._redraw_pending:
+            self._redraw_pending = True
+            self.call_after_refresh(self._redraw)
+
+    def _redraw(self) -> None:
+        if not self._redraw_pending:  # done already (``analysis`` was read, or a recompute ran)
+            return
+        if self._analysed is not self.network:
             self._recompute()
-        elif was_invalid:
+        else:  # only the invalid mark changed
+            self._redraw_pending = False
             self._fill_table()
             self._update_totals()
         row = self._current_row()
         if row is not None:
-            editor.update_hints(row)
-        self._show_row_problems()
+            self.query_one(LayerEditor).update_hints(row)
+        if self.invalid is None:  # else the editor shows the field's own error
+            self._show_row_problems()
 
     @on(LayerEditor.TypeChanged)
     async def _type_changed(self, event: LayerEditor.TypeChanged) -> None:
@@ -540,15 +678,13 @@ class DesignerScreen(GraphRows, Screen):
         row = self._current_row()
         if row is None:
             return
-        if self.has_structure:  # the solver's fixes are whole stacks, by layer (model.size_choices)
-            self.notify(
-                "o sizes the layers of a plain stack; in a spec with blocks or groups type the fields "
-                "(the formula pane shows the arithmetic)",
-                title="Output size",
-                timeout=6,
-            )
+        if self.selected_group is not None:
+            self.notify("o sizes a layer: pick one of the group's layers (→ unfolds)", title="Output size")
             return
-        index = row.index
+        index, apply, where = row.index, None, ""
+        if self.has_structure:  # the fix goes where the layer is written: a block's, every use
+            apply = graphmodel.field_setter(self.network, index)
+            where = graphmodel.where_text(self.network, index)
 
         async def done(choice: model.SizeChoice | None) -> None:
             if choice is None or choice.network is None:
@@ -557,7 +693,7 @@ class DesignerScreen(GraphRows, Screen):
             self._refresh_footer()
             self.notify(f"Layer {index}: {choice.fix.description} (ctrl+z undoes)", timeout=4)
 
-        self.app.push_screen(OutputSizeDialog(self.network, row), done)
+        self.app.push_screen(OutputSizeDialog(self.network, row, apply, where), done)
 
     async def action_fix(self) -> None:
         """Apply the engine's fix for the selected layer's error (else the first fixable one) as
@@ -565,14 +701,17 @@ class DesignerScreen(GraphRows, Screen):
         problem = fixes.fixable(self.analysis, self.network, self.selected)
         if problem is None:
             return
+        where = graphmodel.where_text(self.network, problem.index) if self.has_structure else ""
         try:
-            network = fixes.apply_fix(self.network, problem)
+            network, self.selected = fixes.apply_fix(self.network, problem)  # the layer changed,
+            # or the Flatten put before it
         except SpecError as error:
             self.notify(str(error), title="Fix not applied", severity="error", timeout=8)
             return
-        self.selected = problem.index  # the layer changed, or the Flatten put before it
+        self.selected_group = None
         await self._apply(network)  # no group: one undo step of its own
-        self.notify(f"{fixes.describe(problem)} (ctrl+z undoes)", title="Fixed", timeout=4)
+        where = f"; {where}" if where else ""
+        self.notify(f"{fixes.describe(problem)}{where} (ctrl+z undoes)", title="Fixed", timeout=4)
 
     def _update_picture(self) -> None:
         self.query_one(NetworkPicture).show(self.analysis, self.selected if self.analysis.rows else None)

@@ -76,7 +76,7 @@ HELP = """\
   ↑ ↓ j k  move     home g / end G  first / last     pageup / pagedown  a page
   s  network name and input size   o  solve for an output size
   f  apply the engine's fix (a missing Flatten, a pool's padding; shown when there is one)
-  space, ← / →  fold / unfold a group (block, Sequential)   n  what the layer reads (inputs)
+  space, ← / →  fold / unfold a group (block, Sequential)   n  what the layer or group reads
   p  show / hide the picture (feature-map boxes, the selected layer's field on the input)
 [b]Anywhere[/b]
   ctrl+z / ctrl+y  undo / redo     ctrl+s  save      ctrl+r  save as

@@ -13,7 +13,9 @@ from typing import Any, NamedTuple
 
 from textual.app import ComposeResult
 from textual.containers import Horizontal, VerticalScroll
+from textual.geometry import Size
 from textual.message import Message
+from textual.reactive import Reactive
 from textual.widgets import Input, Label, Select, Static
 
 from convcalc.engine import LayerResult
@@ -46,6 +48,15 @@ def _kind(row: LayerResult, field: str, raw: dict[str, Any] | None) -> str | tup
     return model.field_kind(row.type, field)
 
 
+class FieldInput(Input):
+    """An editor field. Input sets its virtual size to the text's width on every change, and a
+    widget's virtual size relayouts the whole screen when it changes (9-25 ms a keystroke here,
+    in the frame that shows the character). A field's size is fixed by its row, and the Input
+    scrolls its text by the virtual size it holds, so a change only repaints."""
+
+    virtual_size = Reactive(Size(0, 0), layout=False)
+
+
 class _Field(NamedTuple):
     """One field's row (label and input) and the error line under it, filled per layer."""
 
@@ -62,7 +73,7 @@ class _Field(NamedTuple):
         elif isinstance(kind, tuple):
             widget = Select([(choice, choice) for choice in kind], allow_blank=False, compact=True)
         else:
-            widget = Input(compact=True)
+            widget = FieldInput(compact=True)
         widget.id = f"field-{field}"
         row = Horizontal(Label(field, classes="field-label"), widget, classes="field-row")
         return cls(kind, row, widget, Static("", id=f"error-{field}", classes="field-error"))
@@ -178,7 +189,8 @@ class LayerEditor(VerticalScroll):
             self.border_title = title
             widgets: list[Any] = [Static(text, classes="field-note")]
             for field, (value, placeholder) in fields.items():
-                self._inputs[field] = Input(value, placeholder=placeholder, compact=True, id=f"group-{field}")
+                field_input = FieldInput(value, placeholder=placeholder, compact=True, id=f"group-{field}")
+                self._inputs[field] = field_input
                 self._errors[field] = Static("", id=f"error-{field}", classes="field-error")
                 widgets += [Horizontal(Label(field, classes="field-label"), self._inputs[field],
                                        classes="field-row"), self._errors[field]]  # fmt: skip

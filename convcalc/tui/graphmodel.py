@@ -199,6 +199,34 @@ def change_type(network: Network, index: int, type_name: str) -> Network:
         return edit_node(network, index, type_name, {**starter, **structure})
 
 
+def field_setter(network: Network, index: int):
+    """For ``o``: a function of fields (the solver's fix) to the network with them set on row
+    ``index``'s item where it is written; ``FieldErrors`` for a field the item writes as a
+    block parameter (``stride: $stride``: a value per use, set on the group row)."""
+    raw, layer = raw_item(network, index), network.graph.nodes[index].layer
+    block = block_of(locate(network).nodes[index])
+
+    def setter(fields: dict[str, Any]) -> Network:
+        # the solver gives every size field; one it leaves as it was stays as written (`$k`)
+        fields = {key: value for key, value in fields.items() if not _same(value, getattr(layer, key))}
+        params = {key: raw[key] for key in fields if str(raw.get(key, "")).startswith("$")}
+        if params:
+            raise model.FieldErrors({
+                key: f"{value} is a parameter of block {block}: set it on the block's use (its group row)"
+                for key, value in params.items()
+            })  # fmt: skip
+        values = {key: value for key, value in raw.items() if key != "type"} | fields
+        return edit_node(network, index, network.graph.nodes[index].layer.type, values)
+
+    return setter
+
+
+def _same(a: Any, b: Any) -> bool:
+    """One size setting however written: ``3`` is ``[3, 3]``."""
+    x, y = (list(v) if isinstance(v, (list, tuple)) else [v] for v in (a, b))
+    return x == y or (len(set(map(str, x))) == len(set(map(str, y))) == 1 and x[0] == y[0])
+
+
 def _place(places: Places, index: int | None, group: int | None) -> Loc:
     """The item of group ``group`` (a group row), else of row ``index``."""
     return places.groups[group] if group is not None else places.nodes[index]
@@ -375,10 +403,13 @@ def group_cells(analysis: Analysis, line: Line, folded: bool, span: range) -> tu
     out = analysis.rows[analysis.bounds[group.path][1]]
     params = analysis.params.get(group.path)
     settings = " ".join(f"{k}={model.format_value(v)}" for k, v in params.items()) if params else ""
+    settings = settings or fmt_count(len(span), "layer")
+    if reads := group_reads(analysis, line.group):
+        settings += f" ← {reads}"
     done = not total.of("unknown", span)
     return (
         mark, "", f"{'  ' * line.depth}{'▸' if folded else '▾'} {group.name}", group.kind,
-        settings or fmt_count(len(span), "layer"), fmt_shape(out.output_shape),
+        settings, fmt_shape(out.output_shape),
         f"{total.of('params', span):,}" if done else "—",
         f"{total.of('macs', span):,}" if done else "—",
     )  # fmt: skip
@@ -387,7 +418,10 @@ def group_cells(analysis: Analysis, line: Line, folded: bool, span: range) -> tu
 def short_name(analysis: Analysis, row: LayerResult, i: int) -> str:
     """Input ``i`` of ``row`` as its ``inputs`` names it: ``input`` for its scope's input,
     ``bn3`` for a layer of its scope, ``downsample`` for a group's output; else the full name."""
-    scope = row.path[:-1]
+    return _scope_name(analysis, row.path[:-1], i)
+
+
+def _scope_name(analysis: Analysis, scope: tuple[str, ...], i: int) -> str:
     if i == NETWORK_INPUT or (scope and analysis.bounds[scope][0] == i):
         return "input"
     other = analysis.rows[i]
@@ -526,7 +560,28 @@ def group_fields(network: Network, group: int) -> dict[str, tuple[str, str]]:
     fields = {"name": "auto", "repeat": "default: 1"}
     fields |= {key: "required" if default is None else f"default: {model.format_value(default)}"
                for key, default in params.items()}  # fmt: skip
+    fields["inputs"] = "default: the item above"  # as a layer's: n picks from the earlier names
     return {field: (model.format_value(item.get(field)), hint) for field, hint in fields.items()}
+
+
+def group_inputs(network: Network, analysis: Analysis, group: int) -> tuple[list[Choice], list[str]]:
+    """For ``n`` on a group row: the names its item may read (those before it in its scope)
+    and the ones it reads now (its ``inputs`` as written, else the item above)."""
+    places = locate(network)
+    written = item_at(places.data, places.groups[group]).get("inputs")
+    path = analysis.groups[group].path
+    choices = scope_choices(analysis, path[:-1], spans(analysis)[path].start)
+    return choices, [written] if isinstance(written, str) else list(written or [choices[-1][0]])
+
+
+def group_reads(analysis: Analysis, group: int) -> str:
+    """``input`` for a group that does not read the row above it (ResNet's ``downsample``
+    reads its block's input), as its item's ``inputs`` names it; else empty."""
+    path = analysis.groups[group].path
+    read, first = analysis.bounds[path][0], spans(analysis)[path].start
+    if read == first - 1 or (first == 0 and read == NETWORK_INPUT):
+        return ""
+    return _scope_name(analysis, path[:-1], read)
 
 
 def edit_group(network: Network, group: int, values: dict[str, Any]) -> Network:

@@ -60,19 +60,17 @@ class GraphRows:
                  row.receptive_field, row.regime, bool(row.errors), bool(row.warnings))  # fmt: skip
         return (row.index, shown, row.index == invalid, depth, graphmodel.reads_text(self.analysis, row))
 
-    def _key_cells(self, key: tuple) -> list[Text]:
+    def _key_cells(self, key: tuple) -> tuple[list[str], str]:
+        """A table line's cells as text, and their style."""
         if key[0] is None:
-            return [
-                Text(cell, style="bold", justify="right" if i in (1, 5, 6, 7, 8) else "left")
-                for i, cell in enumerate(key[1])
-            ]
+            return list(key[1]), "bold"
         index, _, _, depth, reads = key
-        cells = self._row_cells(self.analysis.rows[index])
+        cells, style = self._row_cells(self.analysis.rows[index])
         if depth:
-            cells[2] = Text("  " * depth + cells[2].plain, style=cells[2].style)
+            cells[2] = "  " * depth + cells[2]
         if reads:
-            cells[4] = Text(f"{cells[4].plain} {reads}".strip(), style=cells[4].style)
-        return cells
+            cells[4] = f"{cells[4]} {reads}".strip()
+        return cells, style
 
     def _cursor_line(self) -> int:
         """The table line of the selection: its group row, its layer, or the folded group
@@ -186,9 +184,12 @@ class GraphRows:
     # Inputs ---------------------------------------------------------------------------
 
     def action_inputs(self) -> None:
-        """Pick what the selected layer reads from the names it may read (its scope's)."""
+        """Pick what the selected layer (or group row) reads from the names it may read (its scope's)."""
+        if self.selected_group is not None:
+            self._group_inputs()
+            return
         row = self._current_row()
-        if row is None or self.selected_group is not None:
+        if row is None:
             return
         choices = graphmodel.input_choices(self.analysis, row.index)
         current = [graphmodel.short_name(self.analysis, row, i) for i in row.inputs]
@@ -206,4 +207,27 @@ class GraphRows:
 
         self.app.push_screen(
             InputsDialog(f"What {row.name} reads", [(n, fmt_shape(s)) for n, s in choices], current), done
+        )
+
+    def _group_inputs(self) -> None:
+        """``n`` on a group row: what the block use or ``Sequential`` reads, set on its item."""
+        group = self.selected_group
+        choices, current = graphmodel.group_inputs(self.network, self.analysis, group)
+        loc = graphmodel.locate(self.network).groups[group]
+
+        async def done(names: list[str] | None) -> None:
+            if not names or names == current:
+                return
+            inputs = names[0] if len(names) == 1 else names
+            try:
+                network = graphmodel.edit_group(self.network, group, {"inputs": inputs})
+            except graphmodel.model.FieldErrors as errors:
+                self.notify(str(errors), title="Inputs not changed", severity="error", timeout=8)
+                return
+            self.selected_group = graphmodel.locate(network).groups.index(loc)
+            await self._apply(network)
+
+        name = self.analysis.groups[group].name
+        self.app.push_screen(
+            InputsDialog(f"What {name} reads", [(n, fmt_shape(s)) for n, s in choices], current), done
         )

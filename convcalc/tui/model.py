@@ -20,7 +20,7 @@ from typing import Any
 import yaml
 from pydantic import ValidationError
 
-from convcalc.engine import analyze
+from convcalc.engine import analyze, graph_of
 from convcalc.errors import ConvcalcError
 from convcalc.solve import KINDS, LayerFix, SolveError, solve_layer
 from convcalc.spec import LAYER_CLASSES, Network, SpecError, dump_spec, network_from_data, spec_to_data
@@ -63,6 +63,7 @@ STARTER_FIELDS: dict[str, dict[str, Any]] = {
 _PAIR_TEXT = re.compile(r"^\s*(\d+)\s*(?:[x×,]|\s)\s*(\d+)\s*$")
 _FIELD_IN_MESSAGE = re.compile(r"field '([A-Za-z_]\w*)")
 _NAME_IN_MESSAGE = re.compile(r": name '")
+_INPUTS_IN_MESSAGE = ": inputs: "  # the graph's messages: `...: layer 3: inputs: no layer named 'x' ...`
 
 
 class SaveError(ConvcalcError):
@@ -289,6 +290,9 @@ def parse_value(field: str, text: str) -> Any:
         return None
     if field == "name":
         return text
+    if field == "inputs":  # names, never YAML scalars (`no` and `on` are booleans there)
+        names = [name.strip() for name in text.removeprefix("[").removesuffix("]").split(",")]
+        return names[0] if len(names) == 1 else names
     pair = _PAIR_TEXT.match(text)
     if pair:
         return [int(pair.group(1)), int(pair.group(2))]
@@ -336,6 +340,8 @@ class FieldErrors(ConvcalcError):
                 field, message = match.group(1), problem[match.end() + 2 :].lstrip(": ")
             elif _NAME_IN_MESSAGE.search(problem):
                 field, message = "name", problem.split("): ", 1)[-1]
+            elif _INPUTS_IN_MESSAGE in problem:
+                field, message = "inputs", problem.split(_INPUTS_IN_MESSAGE, 1)[-1]
             else:
                 field, message = "", problem.split(": ", 1)[-1]
             errors.setdefault(field, message)
@@ -366,7 +372,7 @@ def parse_output_size(text: str) -> tuple[int, int]:
 def solve_refusal(network: Network, index: int, input_shape: tuple[int, ...] | None) -> str | None:
     """Why the solver cannot size layer ``index`` at all (the solver's own message for a layer
     without size settings, or an input that is unknown or not C×H×W); None when it can."""
-    layer = network.layers[index]
+    layer = graph_of(network).nodes[index].layer  # in a block: with the use's parameters
     if layer.type not in KINDS and layer.type not in _ADAPTIVE:
         try:
             solve_layer(layer, (1, 1), (1, 1))  # refuses such a layer before looking at sizes
@@ -415,23 +421,36 @@ class SizeChoice:
 
 
 def size_choices(
-    network: Network, index: int, input_shape: tuple[int, int, int], target_hw: tuple[int, int]
+    network: Network,
+    index: int,
+    input_shape: tuple[int, int, int],
+    target_hw: tuple[int, int],
+    apply: typing.Callable[[dict[str, Any]], Network] | None = None,
 ) -> tuple[list[SizeChoice], int]:
     """The first ``MAX_SIZE_CHOICES`` ways (fewest changed fields first, exact first) to make
     layer ``index``, on an ``input_shape`` input, output ``target_hw``, and how many the solver
-    found. Raises ``SolveError`` (with the nearest reachable sizes) when none does."""
-    layer = network.layers[index]
+    found. Raises ``SolveError`` (with the nearest reachable sizes) when none does. ``apply``:
+    the network with a fix's fields set on the layer (``FieldErrors`` when it does not
+    validate); by default on item ``index`` of a plain stack (a graph spec's is
+    ``graphmodel.field_setter``: where the layer is written)."""
+    layer = graph_of(network).nodes[index].layer
     fixes = solve_layer(layer, tuple(input_shape[1:]), target_hw)
+    if apply is None:
+
+        def apply(fields: dict[str, Any]) -> Network:
+            values = {**layer.model_dump(exclude_defaults=True, exclude={"type"}), **fields}
+            return edit_layer(network, index, layer.type, values)
+
     choices = []
     for fix in fixes[:MAX_SIZE_CHOICES]:
-        values = {**layer.model_dump(exclude_defaults=True, exclude={"type"}), **fix.fields}
         try:
-            fixed = edit_layer(network, index, layer.type, values)
+            fixed = apply(fix.fields)
         except FieldErrors as errors:
             choices.append(SizeChoice(fix, None, "", None, str(errors)))
             continue
         # the fixed layer alone on its input: its settings summary and output, as in the table
-        row = analyze(Network(name=network.name, input=input_shape, layers=[fixed.layers[index]])).rows[0]
+        alone = graph_of(fixed).nodes[index].layer.model_copy(update={"inputs": None})
+        row = analyze(Network(name=network.name, input=input_shape, layers=[alone])).rows[0]
         choices.append(SizeChoice(fix, fixed, row.summary, row.output_shape))
     return choices, len(fixes)
 

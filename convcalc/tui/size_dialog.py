@@ -30,13 +30,15 @@ HELP = "enter: list · ↑↓ enter: apply (one undo step) · tab: edit the size
 
 class OutputSizeDialog(ModalScreen[model.SizeChoice]):
     """Ask for layer ``row.index``'s wanted output size; dismisses with the chosen
-    ``SizeChoice`` (its ``network`` is the edited network) or None."""
+    ``SizeChoice`` (its ``network`` is the edited network) or None. In a graph spec ``apply``
+    writes a fix where the layer is written and ``where`` says what that changes
+    (``graphmodel.where_text``)."""
 
     BINDINGS = [Binding("escape", "dismiss(None)", "Cancel")]
 
-    def __init__(self, network: Network, row: LayerResult):
+    def __init__(self, network: Network, row: LayerResult, apply=None, where: str = ""):
         super().__init__()
-        self.network, self.row = network, row
+        self.network, self.row, self.apply, self.where = network, row, apply, where
         self.refusal = model.solve_refusal(network, row.index, row.input_shape)
         self.choices: list[model.SizeChoice] = []
         self._worker: Worker | None = None  # the solve running now, for ``self._target``
@@ -53,6 +55,8 @@ class OutputSizeDialog(ModalScreen[model.SizeChoice]):
                 layer.append(" (error)", "red")
             if row.summary:
                 layer.append("   settings ", "dim").append(row.summary, "bold")
+            if self.where:
+                layer.append(f"\n{self.where}", "yellow")
             yield Static(layer, classes="dialog-text")
             with Horizontal(classes="field-row"):
                 yield Label("wanted H×W", classes="field-label")
@@ -120,7 +124,7 @@ class OutputSizeDialog(ModalScreen[model.SizeChoice]):
             return
         shape = self.row.input_shape
         self._status(Text(f"solving {fmt_shape(shape[1:])} → {fmt_shape(target)} …", "dim"))
-        solve = functools.partial(model.size_choices, self.network, self.row.index, shape, target)
+        solve = functools.partial(model.size_choices, self.network, self.row.index, shape, target, self.apply)
         self._target = target
         self._worker = self.run_worker(
             functools.partial(_catch_solve_error, solve), thread=True, exclusive=True, group="solve"
