@@ -76,9 +76,13 @@ def main() -> None:
     parser.add_argument("--only", help="comma-separated builder names")
     parser.add_argument("--speed", action="store_true", help="time convcalc import of resnet50 instead")
     parser.add_argument("--runs", type=int, default=9, help="runs of each side for --speed")
+    parser.add_argument("--timm", action="store_true", help="timm's families (the first model of each)")
     args = parser.parse_args()
     if args.speed:
         speed(args.runs)
+        return
+    if args.timm:
+        timm_coverage(set(args.only.split(",")) if args.only else None)
         return
     from tests.conftest import torchvision_models
 
@@ -108,8 +112,30 @@ def main() -> None:
     )
 
 
+def timm_coverage(wanted: set[str] | None) -> None:
+    """One row per timm model family (``timm.list_modules()``): its first model, as
+    ``timm.create_model(name, pretrained=False)`` builds it, at 3×224×224."""
+    from tests.conftest import torchvision_models
+
+    torchvision_models()  # timm imports torchvision: registered first, as the tests do
+    import timm
+
+    counts = {"ok": 0, "refused": 0, "mismatch": 0, "skipped": 0}
+    for family in timm.list_modules():
+        names = timm.list_models(module=family)
+        if not names or (wanted and names[0] not in wanted):
+            continue
+        verdict, text = compare(lambda name=names[0], **_: timm.create_model(name, pretrained=False),
+                                names[0], "timm", {})  # fmt: skip
+        counts[verdict] += 1
+        print(f"{family:<24} {names[0]:<28} {text[:200]}")
+    print(f"\n{sum(counts.values())} families: {counts['ok']} imported and equal, {counts['refused']} "
+          f"refused, {counts['mismatch']} mismatched, {counts['skipped']} not run at 224×224")  # fmt: skip
+
+
 # s3d's AvgPool3d(2, 7, 7) needs torchvision's min_size (224, 224); the other video models take 112
-SHAPES = {"video": (3, 16, 112, 112), "classification": (3, 224, 224), "segmentation": (3, 224, 224)}
+SHAPES = {"video": (3, 16, 112, 112), "classification": (3, 224, 224), "segmentation": (3, 224, 224),
+          "timm": (3, 224, 224)}  # fmt: skip
 SHAPE_OF = {"s3d": (3, 16, 224, 224)}
 
 
@@ -142,8 +168,11 @@ def compare(builder, name: str, label: str, extra: dict) -> tuple[str, str]:
     device = next(original.parameters()).device
     counter = FlopCounterMode(display=False)
     original.eval()
-    with counter, torch.no_grad():
-        original(torch.zeros(1, *shape, device=device))
+    try:
+        with counter, torch.no_grad():
+            original(torch.zeros(1, *shape, device=device))
+    except Exception as error:  # noqa: BLE001 - a timm model made for another input size
+        return "skipped", f"skipped: the original does not run at this size ({type(error).__name__})"
     same = (
         {k: tuple(v.shape) for k, v in ours.state_dict().items()}
         == {k: tuple(v.shape) for k, v in original.state_dict().items()}
