@@ -25,7 +25,7 @@ from tests.conftest import run_cli, torchvision_models
 SMALL = ["resnet18", "mobilenet_v2", "squeezenet1_1", "alexnet", "mnasnet0_5", "mobilenet_v3_small",
          "efficientnet_b0"]  # fmt: skip
 LARGE = ["resnet50", "vgg16_bn", "resnext50_32x4d", "wide_resnet50_2", "mobilenet_v3_large",
-         "efficientnet_v2_s"]  # fmt: skip
+         "efficientnet_v2_s", "mnasnet1_0"]  # fmt: skip
 
 NET = """
 import torch
