@@ -141,14 +141,6 @@ SIGNATURES: dict[str, tuple[tuple[str, Any], ...]] = {
         ("device", None),
         ("dtype", None),
     ),
-    "LayerNorm2d": (
-        ("normalized_shape", REQUIRED),
-        ("eps", 1e-05),
-        ("elementwise_affine", True),
-        ("bias", True),
-        ("device", None),
-        ("dtype", None),
-    ),
     "LeakyReLU": (("negative_slope", 0.01), ("inplace", False)),
     "Linear": (
         ("in_features", REQUIRED),
@@ -192,3 +184,4 @@ SIGNATURES: dict[str, tuple[tuple[str, Any], ...]] = {
     ),
     **{f"{base}{n}d": signature for base, signature in _BY_DIMENSION.items() for n in (1, 2, 3)},
 }
+SIGNATURES["LayerNorm2d"] = SIGNATURES["LayerNorm"]  # convcalc's subclass: nn.LayerNorm's arguments

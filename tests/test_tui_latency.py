@@ -18,8 +18,8 @@ from textual.screen import Screen
 from textual.widgets import DataTable, Input
 
 import convcalc.tui.designer as designer_module
+from bench.bench_tui import fifty_layers  # the bench's 50-layer spec, measured there
 from convcalc.engine import analyze, fmt_shape
-from convcalc.spec import network_from_data
 from convcalc.tui.app import ConvcalcApp
 from convcalc.tui.designer import LayerTable
 from convcalc.tui.editor import LayerEditor
@@ -27,18 +27,6 @@ from tests.test_tui import pilot_test
 
 SIZE = (140, 45)  # as bench/bench_tui.py: the picture shown, about a dozen table rows
 _ESCAPE = re.compile(r"\x1b\[(\d+);(\d+)H|\x1b\[[0-9;:?]*[A-Za-z]|\x1b\][^\x07\x1b]*(?:\x07|\x1b\\)")
-
-
-def fifty_layers():
-    """Conv-BN-ReLU blocks on 3×224×224, a pool after every third block: 50 layers."""
-    layers = []
-    while len(layers) < 48:
-        layers += [{"type": "Conv2d", "out_channels": 32, "kernel_size": 3, "padding": 1},
-                   {"type": "BatchNorm2d"}, {"type": "ReLU"}]  # fmt: skip
-        if len(layers) % 9 == 0:
-            layers.append({"type": "MaxPool2d", "kernel_size": 2})
-    layers = layers[:48] + [{"type": "Flatten"}, {"type": "Linear", "out_features": 10}]
-    return network_from_data({"name": "fifty", "input": [3, 224, 224], "layers": layers})
 
 
 def first_block():
