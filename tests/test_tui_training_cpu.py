@@ -316,3 +316,21 @@ def scripted_app(run):
 )
 def test_snapshot_after_a_run(snap_compare, scripted, size, keys):
     assert snap_compare(scripted_app(scripted), terminal_size=size, run_before=after_the_run(*keys))
+
+
+@pilot_test
+async def test_the_runs_notes_are_shown(scripted, monkeypatch):
+    """What `convcalc train` says on stderr (the thread choice, data kept on the CPU) reaches
+    the training screen as a notice (TrainCallbacks.on_message)."""
+    run_scripted = train.train
+    note = "threads: 1 of 2 (a batch took 1 9.6 ms, 2 48.3 ms; load average 3.52 on 2 cores)"
+
+    def noting(network, config, callbacks, cancel):
+        callbacks.on_message(note)
+        return run_scripted(network, config, callbacks, cancel)
+
+    monkeypatch.setattr(train, "train", noting)
+    app = lenet_app()
+    async with app.run_test(size=(160, 48)) as pilot:
+        await scripted_run(pilot, scripted)
+        assert [n.message for n in app._notifications if n.title == "Training"] == [note]

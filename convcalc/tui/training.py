@@ -161,6 +161,11 @@ class RunFinished(Message):
     result: Any  # TrainResult
 
 
+@dataclass
+class TrainerNote(Message):
+    text: str  # train.TrainCallbacks.on_message: the thread choice, data kept on the CPU, ...
+
+
 class TrainingScreen(Screen):
     """Train ``network``; ids: ``#dataset #data-dir #epochs #batch-size #lr #limit #out``,
     ``#start #stop``, ``#progress``, ``#train-stats``, ``#train-error``, ``#train-result``;
@@ -310,6 +315,11 @@ class TrainingScreen(Screen):
         self._stats("Ready: press Start.")
         if self.focused is None or self.focused.id == "train-form":
             select.focus()  # the first field, not the form around it
+
+    @on(TrainerNote)
+    def _note(self, event: TrainerNote) -> None:
+        """What `convcalc train` says on stderr (e.g. `threads: 1 of 2 (...)`), as a notice."""
+        self.notify(tui_text(event.text), title="Training", timeout=8)
 
     @on(TrainerFailed)
     def _failed(self, event: TrainerFailed) -> None:
@@ -587,7 +597,11 @@ class TrainingScreen(Screen):
             self.post_message(Downloading(file, done, total))
 
         callbacks = train.TrainCallbacks(
-            on_start=on_start, on_batch=on_batch, on_epoch=on_epoch, on_download=on_download
+            on_start=on_start,
+            on_batch=on_batch,
+            on_epoch=on_epoch,
+            on_download=on_download,
+            on_message=lambda text: self.post_message(TrainerNote(text)),
         )
         try:
             result = train.train(self.network, config, callbacks, cancel)
