@@ -41,6 +41,7 @@ from convcalc.layers.base import (
     conv_out,
     conv_transpose_out,
     fmt_shape,
+    padding_only_window,
     pool_out,
     rf_step,
     same_padding,
@@ -206,6 +207,8 @@ def solve_axis(
             for p in _bounded(range(p_low, min(p_max, (high - n + k_eff) // 2) + 1), "padding"):
                 if n + 2 * p < k_eff or forward(kind, n, k, s, p, d, 0, ceil) != out:
                     continue
+                if kind in POOLS and padding_only_window(n, k, s, p, d, out) is not None:
+                    continue  # a window of padding only: the engine refuses it (MaxPool's −inf)
                 if ceil and ceil_mode is None and forward(kind, n, k, s, p, d, 0, False) == out:
                     continue  # ceil_mode changes nothing here: the floor setting is listed
                 found.append(AxisSetting(k, s, p, d, 0, ceil, _lost(n, k, s, p, p, d, out)))
@@ -264,7 +267,11 @@ def reachable(kind: str, n: int, out_hint: int, **fixed: Any) -> list[int]:
                 sizes.update({low, high} | {v for v in (out_hint - 1, out_hint + 1) if low <= v <= high})
             elif n + 2 * p >= d * (k - 1) + 1:
                 modes = (False, True) if fixed.get("ceil_mode") is None else (fixed["ceil_mode"],)
-                sizes.update(forward(kind, n, k, s, p, d, 0, ceil) for ceil in modes)
+                outs = (forward(kind, n, k, s, p, d, 0, ceil) for ceil in modes)
+                # a pool with a window of padding only is refused by the engine: not reached
+                sizes.update(
+                    o for o in outs if kind not in POOLS or padding_only_window(n, k, s, p, d, o) is None
+                )
     return sorted(size for size in sizes if size >= 1)
 
 

@@ -662,9 +662,11 @@ def torch_reachable(layer: S._Layer, in_hw, target) -> bool:
                 else:
                     kwargs.update(in_channels=1, out_channels=1)
                 try:
-                    sizes.add(getattr(nn, layer.type)(**kwargs)(torch.zeros(1, 1, in_hw[a], 1)).shape[2])
+                    out = getattr(nn, layer.type)(**kwargs)(torch.zeros(1, 1, in_hw[a], 1))
                 except RuntimeError:
-                    pass
+                    continue
+                if not torch.isinf(out).any():  # -inf: a max-pool window of padding only (refused)
+                    sizes.add(out.shape[2])
         if target[a] not in sizes:
             return False
     return True

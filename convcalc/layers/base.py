@@ -277,6 +277,17 @@ def pool_out(n: int, k: int, s: int, p: int, d: int, ceil_mode: bool) -> int:
     return out
 
 
+def padding_only_window(n: int, k: int, s: int, p: int, d: int, out: int) -> int | None:
+    """The first of the ``out`` windows (start ``i·s − p``, taps every ``d``) with no tap in
+    ``[0, n)``, or None. Only windows that start in the padding, or end in it, can miss the
+    input: the first and last ``⌈p/s⌉ + 1``."""
+    edge = -(-p // s) + 1
+    for i in sorted({*range(min(edge, out)), *range(max(out - edge, 0), out)}):
+        if not any(0 <= i * s - p + j * d < n for j in range(k)):
+            return i
+    return None
+
+
 def conv_transpose_out(n: int, k: int, s: int, p: int, d: int, output_padding: int) -> int:
     """ConvTranspose: (n−1)·s − 2p + d·(k−1) + output_padding + 1 (torch.nn.ConvTranspose2d docs)."""
     return (n - 1) * s - 2 * p + d * (k - 1) + output_padding + 1

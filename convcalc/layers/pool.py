@@ -14,6 +14,7 @@ from convcalc.layers.base import (
     axis_names,
     dims,
     explain_rf,
+    padding_only_window,
     pool_out,
     register,
     rf_adaptive,
@@ -63,12 +64,12 @@ def pool(ctx: Ctx, layer: Any, nd: int) -> Out:
         return Out(None, None)
     empty_windows = False
     for a in range(nd):
-        empty = _padding_only(size[a], k[a], s[a], p[a], d[a], outs[a])
+        empty = padding_only_window(size[a], k[a], s[a], p[a], d[a], outs[a])
         if empty is not None:  # only a dilated pool with padding has such windows
             empty_windows = True
             fits = [q for q in range(p[a] - 1, -1, -1)
                     if (o := pool_out(size[a], k[a], s[a], q, d[a], layer.ceil_mode)) >= 1
-                    and _padding_only(size[a], k[a], s[a], q, d[a], o) is None]  # fmt: skip
+                    and padding_only_window(size[a], k[a], s[a], q, d[a], o) is None]  # fmt: skip
             ctx.error(
                 f"window {empty} on {names[a]} holds padding only (kernel {k[a]}, dilation {d[a]}, "
                 f"padding {p[a]} on {size[a]}): its maximum is -inf, and torch's backward of it "
@@ -83,17 +84,6 @@ def pool(ctx: Ctx, layer: Any, nd: int) -> Out:
     new_rf = tuple(rf_step(rf[a], k[a], s[a], p[a], d[a]) for a in range(len(rf)))
     explain_rf(ctx, rf, new_rf, k, s, d, p)
     return Out((fmap.c, *outs), new_rf)
-
-
-def _padding_only(n: int, k: int, s: int, p: int, d: int, out: int) -> int | None:
-    """The first of the ``out`` windows (start ``i·s − p``, taps every ``d``) with no tap in
-    ``[0, n)``, or None. Only windows that start in the padding, or end in it, can miss the
-    input: the first and last ``⌈p/s⌉ + 1``."""
-    edge = -(-p // s) + 1
-    for i in sorted({*range(min(edge, out)), *range(max(out - edge, 0), out)}):
-        if not any(0 <= i * s - p + j * d < n for j in range(k)):
-            return i
-    return None
 
 
 def adaptive_pool(ctx: Ctx, layer: Any, nd: int) -> Out:
