@@ -344,8 +344,9 @@ def thread_cpu() -> dict[int, float]:
     return seconds
 
 
-def write_digits(folder: Path, train_images: int) -> None:
-    """A learnable 10-class set in the four MNIST IDX files (as tests/test_tui_training.py)."""
+def write_digits(folder: Path, train_images: int, test_images: int = 2000) -> None:
+    """A learnable 10-class data set of 28×28 images in the four MNIST IDX files: class c is a
+    bright 6×6 square at one of ten places, on noise (tests/test_tui_training.py's too)."""
     import torch
 
     from convcalc import data
@@ -353,7 +354,7 @@ def write_digits(folder: Path, train_images: int) -> None:
     generator = torch.Generator().manual_seed(0)
     for images_file, labels_file, n in (
         (data.TRAIN_IMAGES, data.TRAIN_LABELS, train_images),
-        (data.TEST_IMAGES, data.TEST_LABELS, 2000),
+        (data.TEST_IMAGES, data.TEST_LABELS, test_images),
     ):
         labels = torch.arange(n) % 10
         images = torch.randint(0, 60, (n, 28, 28), generator=generator, dtype=torch.uint8)

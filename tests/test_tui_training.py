@@ -14,6 +14,7 @@ torch = pytest.importorskip("torch")
 
 from textual.widgets import Input, ProgressBar, Select, Static  # noqa: E402
 
+from bench.bench_tui import write_digits  # noqa: E402
 from convcalc import data, train  # noqa: E402
 from convcalc.spec import load_spec  # noqa: E402
 from convcalc.tui.app import ConvcalcApp  # noqa: E402
@@ -28,21 +29,9 @@ pytestmark = [pytest.mark.slow, pytest.mark.usefixtures("one_torch_thread")]
 
 @pytest.fixture
 def digits(tmp_path):
-    """A learnable 10-class data set of 28×28 images in the four MNIST IDX files: class c is a
-    bright 6×6 square at one of ten places, on noise."""
+    """640 training and 200 test images of the bench's learnable squares (bench_tui.write_digits)."""
     folder = tmp_path / "data"
-    generator = torch.Generator().manual_seed(0)
-    for images_file, labels_file, n in (
-        (data.TRAIN_IMAGES, data.TRAIN_LABELS, 640),
-        (data.TEST_IMAGES, data.TEST_LABELS, 200),
-    ):
-        labels = torch.arange(n) % 10
-        images = torch.randint(0, 60, (n, 28, 28), generator=generator, dtype=torch.uint8)
-        for i, label in enumerate(labels.tolist()):
-            row, col = 2 + (label // 5) * 14, 2 + (label % 5) * 5
-            images[i, row : row + 6, col : col + 6] = 255
-        data.write_idx(folder / images_file, images)
-        data.write_idx(folder / labels_file, labels.to(torch.uint8))
+    write_digits(folder, 640, 200)
     return folder
 
 
