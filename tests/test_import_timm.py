@@ -24,9 +24,14 @@ from convcalc.spec import NORM_ACTS
 from tests.conftest import torchvision_models
 
 
-def timm_model(name: str, device: str = "meta") -> nn.Module:
+def timm_module(name: str = "timm"):
+    """``timm`` or one of its modules, imported after the torchvision registration it needs."""
     torchvision_models()
-    timm = importlib.import_module("timm")
+    return importlib.import_module(name)
+
+
+def timm_model(name: str, device: str = "meta") -> nn.Module:
+    timm = timm_module()
     with torch.device(device):
         return timm.create_model(name, pretrained=False)
 
@@ -131,8 +136,7 @@ ACTS = st.sampled_from([None, *NORM_ACTS])
 def test_batchnormact2d_is_timms(channels, size, act, affine, track, momentum):
     """Our BatchNormAct2d against timm's: the same keys, and with its state the same outputs
     in train and eval mode, running statistics updated alike."""
-    timm_layers = importlib.import_module("timm.layers")
-    torchvision_models()
+    timm_layers = timm_module("timm.layers")
     theirs = timm_layers.BatchNormAct2d(
         channels,
         momentum=momentum,
@@ -177,7 +181,7 @@ def test_a_spec_with_batchnormact2d_checks_with_training_memory(act):
 
 
 def test_a_norm_act_with_settings_the_spec_lacks_is_refused():
-    timm_layers = importlib.import_module("timm.layers")
+    timm_layers = timm_module("timm.layers")
     model = nn.Sequential(
         nn.Conv2d(3, 4, 3),
         timm_layers.BatchNormAct2d(4, act_layer=nn.LeakyReLU, act_kwargs={"negative_slope": 0.2}),
