@@ -301,14 +301,12 @@ def _row(row: LayerResult, ins: list[_Value], dtype: str, amp: bool) -> tuple[_V
         saved.append(out.tensor)
     elif kind == "indices":  # max_pool*_with_indices: input + argmax
         saved += [x.tensor, new("indices", n_out, of="int64", what="indices (int64)")]
-    elif kind == "BatchNorm":  # native_batch_norm: input + save_mean, save_invstd (C each)
-        # under autocast, float32 like the weight or running stats, else the input's dtype
+    elif kind in ("BatchNorm", "BatchNormAct"):  # native_batch_norm: input + save_mean, save_invstd
+        # (C each); under autocast float32 like the weight or running stats, else the input's dtype
         stats = "float32" if amp and (layer.affine or layer.track_running_stats) else compute
         saved += [x.tensor, new("stats", 0, 2 * row.output_shape[0], of=stats, what="mean, invstd")]
-    elif t == "BatchNormAct2d":  # native_batch_norm as BatchNorm's, then what its activation keeps
-        stats = "float32" if amp and (layer.affine or layer.track_running_stats) else compute
-        saved += [x.tensor, new("stats", 0, 2 * row.output_shape[0], of=stats, what="mean, invstd")]
-        act = _kind(layer.act) if layer.act else None
+        # timm's BatchNormAct2d: then what its activation keeps
+        act = _kind(layer.act) if kind == "BatchNormAct" and layer.act else None
         if act == "input":  # f'(x) of the normalised map, a tensor of its own
             saved.append(new("normalized", x.tensor.per_sample, what=f"normalised input of {layer.act}"))
         elif act == "output":
