@@ -29,8 +29,18 @@ NETWORKS = {
     "densenet121": ("torchvision.models", "densenet121", {}),
     "googlenet": ("torchvision.models", "googlenet", {"aux_logits": False, "init_weights": False}),
     "r3d_18": ("torchvision.models.video", "r3d_18", {}),
+    "resnet18_cifar": ("tests.test_torchvision", "cifar_resnet18", {}),
 }
-SMALL = {"resnet18", "mobilenet_v2", "mobilenet_v3_small"}  # real forward passes in a few seconds
+SMALL = {"resnet18", "resnet18_cifar", "mobilenet_v2", "mobilenet_v3_small"}
+
+
+def cifar_resnet18(weights=None) -> torch.nn.Module:
+    """ResNet-18 as the CIFAR literature trains it: torchvision's, 10 classes, a 3×3 stride-1
+    stem and no max-pool (specs/resnet18_cifar.yaml)."""
+    model = torchvision_models().resnet18(weights=weights, num_classes=10)
+    model.conv1 = torch.nn.Conv2d(3, 64, 3, 1, 1, bias=False)
+    model.maxpool = torch.nn.Identity()
+    return model  # real forward passes in a few seconds
 
 
 def reference(name: str, device: str = "meta") -> torch.nn.Module:
