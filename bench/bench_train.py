@@ -17,6 +17,7 @@ Data (no full MNIST training images exist here):
   python bench/bench_train.py peak --data mnist8k [--threads N] [--amp bf16] [--batch-size 128,256]
   python bench/bench_train.py threads --data mnist8k [--rounds 3] [--busy 2]
   python bench/bench_train.py parts --data mnist8k --threads 1
+  python bench/bench_train.py resnet [--device cuda] [--amp-list none,bf16] [--images 512] [--cifar-dir DIR]
 
 ``peak``: training images per second (training steps only, no evaluation) of the seed's recipe
 and of ours, against the machine's measured float32 matrix-multiply rate: LeNet's forward and
@@ -33,6 +34,13 @@ convcalc.fastpath's rewrite), alternating with today's in the same process.
 ``parts``: where a training step of the default recipe goes (batch 128, channels-last, the
 training model of convcalc.fastpath): each kernel of the step timed alone on a real batch, best
 CPU time of 50, beside the whole step on the fast path and on the built model.
+
+``resnet``: ``convcalc train`` of a ResNet-18 (specs/resnet18_cifar.yaml, 3×32×32) for one epoch
+of ``--images`` CIFAR-10 images (the real archive in ``--cifar-dir``, else generated ones in its
+format) on ``--device``, in float32 and under each autocast dtype of ``--amp-list``: training
+images per second of wall time against that device's measured 1024×1024 matmul rate in float32
+and in the autocast dtype (``3 × 2 × MACs`` FLOP an image, as for LeNet). On a GPU each timed
+matmul is waited for.
 
 ``threads``: ``convcalc train``'s default (threads chosen from what is free, convcalc.threads)
 against ``--threads 1`` and against torch's count (every core: the previous default), alternating
@@ -130,7 +138,13 @@ def baseline(dataset: str, folder: str, epochs: int, limit: int | None = None, s
 
 
 def ours(
-    dataset: str, folder: str, config: TrainConfig, out: str, verbose: bool = True, on_message=None
+    dataset: str,
+    folder: str,
+    config: TrainConfig,
+    out: str,
+    verbose: bool = True,
+    on_message=None,
+    spec: Path = ROOT / "specs" / "lenet.yaml",
 ) -> list[dict]:
     config = replace(config, dataset=dataset, data_dir=folder, out=out, download=False)
     records, start = [], time.perf_counter()
@@ -150,7 +164,7 @@ def ours(
             )
 
     callbacks = TrainCallbacks(on_epoch=on_epoch, on_message=on_message, on_batch=on_batch)
-    train(load_spec(ROOT / "specs" / "lenet.yaml"), config, callbacks)
+    train(load_spec(spec), config, callbacks)
     return records
 
 
@@ -160,6 +174,8 @@ def cpu_rates(ticks: list[float], batch_size: int) -> tuple[float, float]:
     what the step reaches when the other jobs leave its core and caches alone, as the matmul's
     best of 20 does). On a shared machine both swing far less than wall time."""
     steps = sorted(b - a for a, b in zip(ticks[:-2], ticks[1:-1], strict=True))
+    if not steps:  # fewer than three batches: no full batch between two others
+        return float("nan"), float("nan")
     return batch_size / statistics.median(steps), batch_size / steps[len(steps) // 10]
 
 
@@ -217,16 +233,22 @@ def sweep(args, workdir: Path) -> None:
                           f"{min(finals):7.4f} {sum(seconds) / len(seconds):8.1f}", flush=True)  # fmt: skip
 
 
-def matmul_flops(n: int = 1024, repeats: int = 20, clock=time.perf_counter) -> float:
-    """The best float32 ``n``×``n`` matrix-multiply rate of this process (2n³ FLOP per product),
-    per second of ``clock`` (``time.process_time``: per CPU-second of this process's threads)."""
-    a, b = torch.randn(n, n), torch.randn(n, n)
+def matmul_flops(
+    n: int = 1024, repeats: int = 20, clock=time.perf_counter, dtype=torch.float32, device: str = "cpu"
+) -> float:
+    """The best ``dtype`` ``n``×``n`` matrix-multiply rate of this process on ``device`` (2n³ FLOP
+    per product), per second of ``clock`` (``time.process_time``: per CPU-second of this
+    process's threads; on a GPU only wall time means anything, and each product is waited for)."""
+    a, b = (torch.randn(n, n, dtype=dtype, device=device) for _ in range(2))
+    wait = torch.cuda.synchronize if torch.device(device).type == "cuda" else (lambda: None)
     for _ in range(3):
-        torch.mm(a, b)  # warm-up: oneDNN's kernels and the caches
+        torch.mm(a, b)  # warm-up: oneDNN's (cuBLAS's) kernels and the caches
+    wait()
     best = float("inf")
     for _ in range(repeats):
         start = clock()
         torch.mm(a, b)
+        wait()
         best = min(best, clock() - start)
     return 2 * n**3 / best
 
@@ -270,6 +292,8 @@ def peak(args, workdir: Path) -> None:
     flop_per_image = 6 * analyze(load_spec(ROOT / "specs" / "lenet.yaml")).total_macs
     count = torch.get_num_threads()
     before = matmul_flops(), matmul_flops(clock=time.process_time)
+    amp_dtype = {"bf16": torch.bfloat16, "fp16": torch.float16}.get(args.amp)
+    amp_before = matmul_flops(clock=time.process_time, dtype=amp_dtype) if amp_dtype else None
     print(f"data: {args.data}; torch {torch.__version__}, {count} threads, "
           f"load average {os.getloadavg()[0]:.2f}", flush=True)  # fmt: skip
     seed = "seed's recipe (DataLoader, batch 64)"
@@ -306,10 +330,81 @@ def peak(args, workdir: Path) -> None:
         fractions = wall * flop_per_image / wall_peak, *(v * flop_per_image / cpu_peak for v in (cpu, fast))
         print(f"{name:40} {wall:9,.0f} {fractions[0]:8.1%}   {cpu:9,.0f} {fractions[1]:8.1%}   "
               f"{fast:9,.0f} {fractions[2]:8.1%}  {cpu / base:6.2f}x {versus}")  # fmt: skip
+    amp_peak = None
+    if args.amp:  # a recipe under autocast multiplies in bf16/fp16: its own peak is the fair one
+        amp_peak = max(amp_before, matmul_flops(clock=time.process_time, dtype=amp_dtype))
+        print(f"{args.amp} matmul peak (1024×1024): {amp_peak / 1e9:.1f} GFLOP/s per CPU-second, "
+              f"{amp_peak / cpu_peak:.1f}× the float32 one; against it:")  # fmt: skip
+        for name, speeds in rows.items():
+            if name.endswith(args.amp):
+                cpu = statistics.median(v[1] for v in speeds)
+                share = cpu * flop_per_image / amp_peak
+                print(f"{name:40} {cpu:9,.0f} images/s {share:8.1%} of the {args.amp} peak")
     print(json.dumps({"matmul_flops": wall_peak, "matmul_flops_per_cpu_second": cpu_peak,
+                      "amp_matmul_flops_per_cpu_second": amp_peak,
                       "flop_per_image": flop_per_image, "load_average": os.getloadavg()[0],
                       "rows": [{"recipe": n, "images_per_second_wall_cpu_fast": v}
                                for n, v in rows.items()]}))  # fmt: skip
+
+
+def cifar_archive(folder: Path, train: int, test: int) -> None:
+    """``folder/cifar-10-python.tar.gz`` in the official python-version format (five pickled
+    training batches and a test batch of N×3072 uint8 rows and labels), of random pixels: the
+    shapes and the reading path of CIFAR-10, for speed (accuracy on it means nothing)."""
+    import io
+    import pickle
+    import tarfile
+
+    generator = torch.Generator().manual_seed(0)
+    sizes = [train // 5 + (i < train % 5) for i in range(5)]
+    members = [*zip(data.CIFAR_TRAIN, sizes, strict=True), (data.CIFAR_TEST, test)]
+    folder.mkdir(parents=True, exist_ok=True)
+    with tarfile.open(folder / data.CIFAR_ARCHIVE, "w:gz") as tar:
+        for member, count in members:
+            pixels = torch.randint(0, 256, (count, 3072), dtype=torch.uint8, generator=generator)
+            labels = torch.randint(0, 10, (count,), generator=generator).tolist()
+            body = pickle.dumps({b"data": pixels.numpy(), b"labels": labels}, protocol=2)
+            info = tarfile.TarInfo(member)
+            info.size = len(body)
+            tar.addfile(info, io.BytesIO(body))
+
+
+def resnet(args, workdir: Path) -> None:
+    """ResNet-18 (specs/resnet18_cifar.yaml) trained by ``convcalc train`` on CIFAR-10 shapes
+    (3×32×32, 10 classes) on ``--device``, in float32 and under each ``--amp``, against that
+    device's matmul peak in float32 and in the autocast dtype."""
+    from convcalc.engine import analyze
+
+    spec = ROOT / "specs" / "resnet18_cifar.yaml"
+    flop_per_image = 6 * analyze(load_spec(spec)).total_macs
+    if args.cifar_dir:
+        folder, what = args.cifar_dir, f"CIFAR-10 ({args.cifar_dir}), the first {args.images:,} images"
+    else:
+        folder, what = str(workdir / "cifar"), f"{args.images:,} generated images in CIFAR-10's format"
+        cifar_archive(workdir / "cifar", args.images, 256)
+    dtypes = {"float32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}
+    amps = [a for a in args.amp_list.split(",") if a != "none"]
+    before = {k: matmul_flops(dtype=dtypes[k], device=args.device) for k in ["float32", *amps]}
+    print(f"data: {what}; device {args.device}; torch {torch.__version__}, "
+          f"{torch.get_num_threads()} threads, load average {os.getloadavg()[0]:.2f}; "
+          f"ResNet-18 forward+backward: {flop_per_image / 1e9:.2f} GFLOP/image", flush=True)  # fmt: skip
+    rows = {}
+    for amp in [None, *amps]:
+        config = TrainConfig(epochs=1, batch_size=int(args.batch_size), amp=amp, device=args.device,
+                             limit=args.images, threads=args.threads)  # fmt: skip
+        records = ours("cifar10", folder, config, str(workdir / "resnet.pt"), verbose=False, spec=spec)
+        rows[amp or "float32"] = records[-1]["images_per_second"]
+    # the higher of before and after: the lower fractions
+    peaks = {k: max(v, matmul_flops(dtype=dtypes[k], device=args.device)) for k, v in before.items()}
+    rates = ", ".join(f"{k} {v / 1e9:,.1f} GFLOP/s" for k, v in peaks.items())
+    print(f"matmul peak (1024×1024, wall time): {rates}")
+    print(f"{'recipe':44} {'images/s':>9} {'of float32 peak':>16} {'of its own peak':>16}")
+    for kind, speed in rows.items():
+        name = f"convcalc train, batch {args.batch_size}, {kind}"
+        print(f"{name:44} {speed:9,.1f} {speed * flop_per_image / peaks['float32']:16.1%} "
+              f"{speed * flop_per_image / peaks[kind]:16.1%}")  # fmt: skip
+    print(json.dumps({"device": args.device, "matmul_flops": peaks, "flop_per_image": flop_per_image,
+                      "load_average": os.getloadavg()[0], "images_per_second": rows}))  # fmt: skip
 
 
 def best_cpu_ms(work, repeats: int = 50) -> float:
@@ -444,7 +539,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
-    parser.add_argument("mode", choices=("compare", "sweep", "peak", "threads", "parts"))
+    parser.add_argument("mode", choices=("compare", "sweep", "peak", "threads", "parts", "resnet"))
     parser.add_argument("--data", choices=("fashion", "mnist8k"), default="fashion")
     parser.add_argument("--threads", type=int, help="torch threads for both (default: torch's)")
     parser.add_argument("--baseline-epochs", type=int, default=20)
@@ -457,11 +552,16 @@ def main() -> None:
     parser.add_argument("--amp", choices=("bf16", "fp16"), help="peak: our runs under autocast")
     parser.add_argument("--rounds", type=int, default=3, help="peak, threads: alternating rounds")
     parser.add_argument("--busy", type=int, default=0, help="threads: also with K busy-loop processes")
+    parser.add_argument("--device", default="cpu", help="resnet: cpu | cuda (| cuda:N)")
+    parser.add_argument("--amp-list", default="none,bf16", help="resnet: float32 (none) and autocast runs")
+    parser.add_argument("--images", type=int, default=512, help="resnet: training images (one epoch)")
+    parser.add_argument("--cifar-dir", help="resnet: a folder with the real cifar-10-python.tar.gz")
     args = parser.parse_args()
     if args.threads:
         torch.set_num_threads(args.threads)
     with tempfile.TemporaryDirectory() as tmp:
-        modes = {"compare": compare, "sweep": sweep, "peak": peak, "threads": threads_mode, "parts": parts}
+        modes = {"compare": compare, "sweep": sweep, "peak": peak, "threads": threads_mode, "parts": parts,
+                 "resnet": resnet}  # fmt: skip
         modes[args.mode](args, Path(tmp))
 
 
