@@ -22,6 +22,7 @@ CUDA, gloo otherwise) and ``convcalc.train.train`` sees the group and divides th
 from __future__ import annotations
 
 import os
+import signal
 import socket
 import sys
 import uuid
@@ -138,8 +139,15 @@ def launch(nproc: int, args: list[str]) -> int:
         monitor_interval=0.1,
         local_addr="127.0.0.1",
     )
+    # the agent installs SIGINT/SIGTERM handlers that raise its SignalException, and leaves them
+    # in place when it returns: a Ctrl-C after the run would be a traceback. Put ours back.
+    handlers = {number: signal.getsignal(number) for number in (signal.SIGINT, signal.SIGTERM)}
     try:
         elastic_launch(config, sys.executable)("-m", "convcalc", *args)
     except (ChildFailedError, SignalException):  # SignalException: Ctrl-C, forwarded to the processes
         return 1
+    finally:
+        for number, handler in handlers.items():
+            if handler is not None:  # None: set outside Python, which signal.signal cannot restore
+                signal.signal(number, handler)
     return 0

@@ -54,6 +54,23 @@ def test_without_nproc_keeps_the_rest_of_the_command_line():
     ]  # fmt: skip
 
 
+def test_launch_puts_the_signal_handlers_back(capfd):
+    """torchrun's agent leaves handlers that raise its SignalException: a Ctrl-C after a
+    ``--nproc`` run would be a traceback instead of convcalc's one line."""
+
+    def ours(number, frame):  # stands for convcalc.interrupts' handler
+        pass
+
+    before = {number: signal.signal(number, ours) for number in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        assert distributed.launch(1, ["--version"]) == 0
+        assert "convcalc, version" in capfd.readouterr().out
+        assert signal.getsignal(signal.SIGINT) is ours and signal.getsignal(signal.SIGTERM) is ours
+    finally:
+        for number, handler in before.items():
+            signal.signal(number, handler)
+
+
 @pytest.fixture(scope="module")
 def folder(tmp_path_factory):
     rng = np.random.default_rng(0)
