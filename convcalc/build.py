@@ -157,9 +157,13 @@ class GraphModule(nn.Module):
     output of one of them. Tensors are dropped as soon as no later child reads them."""
 
     def __init__(
-        self, children: Sequence[tuple[str, nn.Module | nn.Parameter, tuple[int, ...]]], output: int
+        self,
+        children: Sequence[tuple[str, nn.Module | nn.Parameter, tuple[int, ...]]],
+        output: int,
+        views: dict[str, tuple[int, ...]] | None = None,
     ):
         super().__init__()
+        self._views = dict(views or {})  # a Parameter read in another shape (its spec's view)
         for name, module, _ in children:
             if isinstance(module, nn.Parameter):  # the spec's Parameter: held here (CNBlock's layer_scale)
                 self.register_parameter(name, module)
@@ -178,7 +182,11 @@ class GraphModule(nn.Module):
         for step, (name, refs) in enumerate(self._steps):
             module = self._modules.get(name)
             if module is None:  # a Parameter: the tensor itself
-                values[step] = self._parameters[name]  # type: ignore[assignment]
+                tensor = self._parameters[name]
+                view = self._views.get(name)
+                if view and not torch.is_grad_enabled():  # a view made under no_grad that still
+                    tensor = tensor.detach()  # requires grad has no grad_fn, which hooks reject
+                values[step] = tensor.view(view) if view else tensor  # type: ignore[union-attr]
             else:
                 values[step] = module(*(values[ref] for ref in refs))
             for ref in self._free[step]:
@@ -251,6 +259,8 @@ def _assemble(analysis: Analysis, graph: Graph, leaves: dict[tuple[str, ...], nn
                 seen.add(prefix)
                 children[path[: depth - 1]].append((prefix[-1], prefix))
     built: dict[tuple[str, ...], nn.Module] = dict(leaves)
+    views_of = {row.path or (row.name,): tuple(row.layer.view)
+                for row in analysis.rows if row.type == "Parameter" and row.layer.view}  # fmt: skip
     classes: dict[str, type[GraphModule]] = {}
     for container in sorted(children, key=len, reverse=True):  # innermost first
         members = children[container]
@@ -260,6 +270,7 @@ def _assemble(analysis: Analysis, graph: Graph, leaves: dict[tuple[str, ...], nn
 
         position = {bounds[container][0]: -1, **position}  # -1: the container's input
         steps = [(name, built[path], tuple(position[i] for i in reads[path])) for name, path in members]
+        views = {name: views_of[path] for name, path in members if path in views_of}
         output = position[bounds[container][1]]
         chain = output == len(steps) - 1 and all(refs == (i - 1,) for i, (_, _, refs) in enumerate(steps))
         if chain and (container == () or kinds.get(container) == "Sequential"):
@@ -267,11 +278,11 @@ def _assemble(analysis: Analysis, graph: Graph, leaves: dict[tuple[str, ...], nn
         else:
             kind = class_name(analysis.name) if container == () else kinds[container]
             if kind == "Sequential":  # a group with branches inside
-                module = GraphModule(steps, output)
+                module = GraphModule(steps, output, views)
             else:
                 if kind not in classes:  # one class per block, as a hand-written model has
                     classes[kind] = type(kind, (GraphModule,), {"__module__": __name__})
-                module = classes[kind](steps, output)
+                module = classes[kind](steps, output, views)
         built[container] = module
     return built[()]
 

@@ -395,7 +395,9 @@ def _model_comparisons(analysis: Analysis, model: nn.Module, network: S.Network)
     for row in analysis.rows:
         if row.type == "Parameter":  # a tensor of the block, no module: no hook, no MACs
             tensor = model.get_parameter(row.name)
-            shapes[row.name] = (BATCH, *tensor.shape)
+            owner, _, own = row.name.rpartition(".")
+            view = getattr(model.get_submodule(owner), "_views", {}).get(own)  # read as, by forward
+            shapes[row.name] = (BATCH, *(view or tensor.shape))
             module = nn.ParameterList([tensor])
         else:
             module = model.get_submodule(row.name)

@@ -566,6 +566,8 @@ class Exporter:
             else:
                 module = f"self.{name}" if _attr(name) == name else f'getattr(self, "{name}")'
                 value = module if parameter else Call(module, reads)
+                if parameter and member.layer.view:  # stored in one shape, read in another
+                    value = Call(f"{module}.view", [str(v) for v in member.layer.view])
             shape = self.shape_of(_output(member))
             shown = str(tuple(shape)) if parameter else _batch_shape(shape)  # a Parameter: no batch dim
             comment = f"  # {shown}" if shapes else ""

@@ -109,4 +109,4 @@ def _graph(model: GraphModule) -> nn.Module:
         new is m for (_, new, _), (_, m, _) in zip(steps, held, strict=True) if m is not None
     ):
         return model
-    return type(model)(steps, model._output)  # the block's own class (``Bottleneck``) stays
+    return type(model)(steps, model._output, model._views)  # the block's own class (``Bottleneck``) stays

@@ -14,6 +14,7 @@ in step with them.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 from functools import cache
 from pathlib import Path
@@ -112,6 +113,10 @@ class _ParameterLayer(_Layer):
             raise ValueError("a Parameter reads nothing; remove inputs (a Mul or Add reads it by its name)")
         if self.repeat != 1:
             raise ValueError("a Parameter cannot be repeated; remove repeat")
+        if self.view is not None and math.prod(self.view) != math.prod(self.shape):
+            raise ValueError(f"view {list(self.view)} holds {math.prod(self.view)} values and shape "
+                             f"{list(self.shape)} {math.prod(self.shape)}; give a view of the same size "
+                             "(or drop view)")  # fmt: skip
         if self.std is not None and "value" in self.model_fields_set:
             raise ValueError("value and std exclude each other: value fills the tensor with a constant, "
                              "std draws it from a normal distribution; give one of them")  # fmt: skip
@@ -339,6 +344,9 @@ _MODELS += [
                   "batch dim): it broadcasts against the batch as torch does, e.g. [C, 1, 1] per channel.")),
         "value": (Float, Field(0.0, description="The value it is filled with (torch.full).")),
         "std": (PosFloat | None, Field(None, description="Instead of value: drawn from N(0, std²).")),
+        "view": (list[PosInt] | None, Field(None, min_length=1, max_length=4, description="The shape "
+                 "it is read as (Tensor.view), when it is stored in another: timm's ConvNeXt keeps "
+                 "gamma as [C] and reads it as [C, 1, 1]. The same number of values as shape.")),
     }, "torch.nn.Parameter held by the enclosing block (or network) under its name: a learnable tensor "
        "that reads nothing, e.g. ConvNeXt's layer_scale; a Mul or Add reads it."),
     _simple("Permute", "torchvision.ops.Permute (torch.permute): reorders the dims, batch included; "

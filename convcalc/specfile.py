@@ -288,8 +288,11 @@ def plain_network(data: Any) -> SimpleNamespace | None:
     except (ValueError, SpecError, _Refused):
         return None
     if any(vars(node.layer).get("output_shape") is not None or vars(node.layer).get("padding") == "auto"
-           or vars(node.layer).get("std") is not None for node in network.graph.nodes):  # fmt: skip
-        return None  # padding: auto needs output_shape and the reverse, a Parameter's std excludes value
+           or vars(node.layer).get("std") is not None or vars(node.layer).get("view") is not None
+           for node in network.graph.nodes):  # fmt: skip
+        # padding: auto needs output_shape and the reverse, a Parameter's std excludes value, its
+        # view must hold as many values as its shape: rules across fields, Pydantic's
+        return None
     return network
 
 

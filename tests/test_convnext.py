@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import importlib.util
 import itertools
+import json
+import math
 
 import pytest
 import torch
@@ -101,15 +103,18 @@ def test_the_parameter_is_trained():
     shape=st.sampled_from(["c11", "1hw", "chw", "w", "1", "11w"]),
     merge=st.sampled_from(["Mul", "Add"]),
     first=st.booleans(),
+    flat=st.booleans(),
 )
-def test_a_parameter_broadcasts_as_torch_does(c, h, shape, merge, first):
-    """Against torch: a Parameter of any shape that broadcasts with (N, C, H, W) from the right."""
+def test_a_parameter_broadcasts_as_torch_does(c, h, shape, merge, first, flat):
+    """Against torch: a Parameter of any shape that broadcasts with (N, C, H, W) from the right,
+    stored in that shape or (``flat``) as one axis read through ``view`` (timm's gamma)."""
     w = h + 1
     dims = {"c11": [c, 1, 1], "1hw": [1, h, w], "chw": [c, h, w], "w": [w], "1": [1], "11w": [1, 1, w]}[shape]
+    stored = {"shape": [math.prod(dims)], "view": dims} if flat else {"shape": dims}
     net = network(
         [
             {"type": "Conv2d", "name": "conv", "out_channels": c, "kernel_size": 3, "padding": 1},
-            {"type": "Parameter", "name": "p", "shape": dims, "std": 0.02},
+            {"type": "Parameter", "name": "p", **stored, "std": 0.02},
             {"type": merge, "name": "merge", "inputs": ["p", "conv"] if first else ["conv", "p"]},
             {"type": "Conv2d", "name": "after", "out_channels": 2, "kernel_size": 3},
         ],
@@ -140,6 +145,7 @@ def test_std_draws_the_parameter_from_a_normal_distribution():
         ),
         ({"type": "Parameter", "name": "p", "shape": [3, 1, 1], "repeat": 2}, "cannot be repeated"),
         ({"type": "Parameter", "name": "p", "shape": []}, "shape"),
+        ({"type": "Parameter", "name": "p", "shape": [6], "view": [4, 1, 1]}, "give a view of the same size"),
     ],
 )
 def test_parameter_field_errors_name_the_fix(layer, words):
@@ -359,6 +365,34 @@ def test_top_level_parameters_export_as_the_built_model(tmp_path):
     assert_checks(net)
 
 
+def test_a_parameter_read_through_a_view_exports_as_the_built_model(tmp_path):
+    """Stored as (3,), read as (3, 1, 1): the state_dict holds (3,), forward multiplies per channel."""
+    net = network(
+        [
+            {"type": "Conv2d", "name": "conv", "out_channels": 3, "kernel_size": 3, "padding": 1},
+            {"type": "Parameter", "name": "gamma", "shape": [3], "view": [3, 1, 1], "std": 0.5},
+            {"type": "Mul", "name": "mul", "inputs": ["conv", "gamma"]},
+        ],
+        (2, 6, 7),
+    )
+    rows = {row.name: row for row in analyze(net).rows}
+    assert rows["gamma"].output_shape == (3, 1, 1) and rows["gamma"].params == 3
+    file = tmp_path / "view.py"
+    file.write_text(export_source(net), encoding="utf-8")
+    assert "gamma = self.gamma.view(3, 1, 1)" in file.read_text(encoding="utf-8")
+    spec = importlib.util.spec_from_file_location("exported_view", file)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    exported, built = module.T(), build_model(net)
+    assert built.state_dict()["gamma"].shape == exported.state_dict()["gamma"].shape == (3,)
+    exported.load_state_dict(built.state_dict(), strict=True)
+    x = torch.randn(2, 2, 6, 7)
+    with torch.no_grad():
+        per_channel = built.conv(x) * built.gamma.view(1, 3, 1, 1)
+        assert torch.equal(exported(x), built(x)) and torch.equal(built(x), per_channel)
+    assert_checks(net)
+
+
 # --------------------------------------------------------------------------------------
 # The shipped spec against torchvision
 
@@ -544,3 +578,21 @@ def test_convcalc_rf_refuses_a_parameter_or_a_permuted_layer_by_name(tmp_path):
     with pytest.raises(ConvcalcError, match="permuted .* the one after the Permute back"):
         find_layer(analysis, "stage.0.block.3")
     assert find_layer(analysis, "stage.0.block.6").name == "stage.0.block.6"
+
+
+def test_a_view_of_another_size_in_a_spec_file_is_one_line_naming_the_layer(tmp_path):
+    """The file path too (the plain validator hands a view to Pydantic, which checks its size)."""
+    spec = tmp_path / "view.yaml"
+    spec.write_text(
+        "name: v\ninput: [3, 4, 4]\nlayers:\n"
+        "  - {type: Parameter, name: gamma, shape: [3], view: [4, 1, 1]}\n"
+        "  - {type: Mul, name: mul, inputs: [input, gamma]}\n",
+        encoding="utf-8",
+    )
+    result = run_cli("shape", str(spec))
+    assert result.returncode == 1 and "Traceback" not in result.stderr
+    assert "gamma" in result.stderr and "give a view of the same size" in result.stderr
+    spec.write_text(spec.read_text(encoding="utf-8").replace("[4, 1, 1]", "[3, 1, 1]"), encoding="utf-8")
+    result = run_cli("shape", str(spec), "--json")
+    assert result.returncode == 0, result.stderr
+    assert json.loads(result.stdout)["layers"][0]["output_shape"] == [3, 1, 1]

@@ -184,6 +184,22 @@ def test_graph_relu_read_only_by_the_pool_is_swapped_and_the_pool_may_be_read_tw
     assert_same_results(model, fast, (2, 10, 10), 2)
 
 
+def test_a_graph_rewritten_keeps_its_parameters_views():
+    """A Parameter stored (3,) and read (3, 1, 1) beside a swapped ReLU -> MaxPool: the
+    rewritten graph reads it through the same view (timm's ConvNeXt gamma)."""
+    network = graph(
+        [CONV, {"type": "ReLU", "name": "relu"},
+         {"type": "MaxPool2d", "name": "pool", "kernel_size": 2, "inputs": "relu"},
+         {"type": "Parameter", "name": "gamma", "shape": [3], "view": [3, 1, 1], "std": 1.0},
+         {"type": "Mul", "name": "mul", "inputs": ["pool", "gamma"]}],
+        "mul",
+    )  # fmt: skip
+    model = integer_valued(build_model(network), 2)
+    fast = fastpath.training_model(model)
+    assert swapped(fast) == ["relu"] and fast._views == {"gamma": (3, 1, 1)}
+    assert_same_results(model, fast, (2, 10, 10), 2)
+
+
 def test_graph_relu_read_by_two_layers_is_left_alone():
     network = graph(
         [CONV, {"type": "ReLU", "name": "relu"},

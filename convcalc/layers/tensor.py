@@ -23,9 +23,10 @@ def parameter(ctx: Ctx, layer: Any) -> Out:
     shape = tuple(layer.shape)
     n = numel(shape)
     init = f"N(0, {layer.std:g}²)" if layer.std is not None else f"{layer.value:g}"
-    ctx.note(f"a learnable {fmt_shape(shape)} tensor filled with {init}: {fmt_count(n, 'parameter')}; "
+    read = f", read as {fmt_shape(tuple(layer.view))}" if layer.view else ""
+    ctx.note(f"a learnable {fmt_shape(shape)} tensor filled with {init}{read}: {fmt_count(n, 'parameter')}; "
              "it reads nothing, so it sees no input position")  # fmt: skip
-    return Out(shape, None, weight=n)
+    return Out(tuple(layer.view) if layer.view else shape, None, weight=n)
 
 
 def _channels_last_example(ndim: int) -> list[int]:
@@ -75,7 +76,8 @@ def layernorm2d(ctx: Ctx, layer: Any) -> Out:
 
 def _summary(layer: Any, inferred: dict) -> str:
     if layer.type == "Parameter":
-        return fmt_shape(tuple(layer.shape))
+        stored = fmt_shape(tuple(layer.shape))
+        return f"{stored} as {fmt_shape(tuple(layer.view))}" if layer.view else stored
     if layer.type == "Permute":
         return ",".join(map(str, layer.dims))
     return ""
