@@ -18,6 +18,7 @@ from __future__ import annotations
 import contextlib
 import importlib
 import importlib.util
+import math
 import operator
 import re
 import sys
@@ -224,6 +225,8 @@ def function_layer(node: fx.Node, where: str) -> tuple[dict[str, Any], list[fx.N
             if _arg(node, 5 if "Max" in pools[target] else 4, "ceil_mode", False):
                 layer["ceil_mode"] = True
             return layer, tensors[:1]
+        if target is torch.permute:
+            return {"type": "Permute", "dims": list(_arg(node, 1, "dims"))}, tensors[:1]
         if target in (torch.channel_shuffle, F.channel_shuffle, torch.native_channel_shuffle):
             return {"type": "ChannelShuffle", "groups": _arg(node, 1, "groups")}, tensors[:1]
         if target is operator.getitem and _is_chunk(node.args[0]):
@@ -264,6 +267,9 @@ def function_layer(node: fx.Node, where: str) -> tuple[dict[str, Any], list[fx.N
             return {"type": "mean", "nd": len(_mean_dims(node))}, tensors[:1]
         if target == "mean" and _is_global_mean(node, keepdim=True):  # (N, C, 1, 1): no flatten
             return {"type": f"AdaptiveAvgPool{len(_mean_dims(node))}d", "output_size": 1}, tensors[:1]
+        if target == "permute":  # x.permute(0, 2, 3, 1), x.permute([0, 2, 3, 1]), x.permute(dims=...)
+            dims = node.kwargs.get("dims", node.args[1] if len(node.args) == 2 else node.args[1:])
+            return {"type": "Permute", "dims": list(dims)}, tensors[:1]
         if target in ("add", "add_"):
             return _merge(node, "Add", where)
         if target in ("mul", "mul_"):
@@ -367,6 +373,8 @@ _FOREIGN = {
     ("torchvision.ops.misc", "Permute"): "Permute",
     # an nn.LayerNorm subclass with its own forward (channels last and back): not torch.nn's rule
     ("torchvision.models.convnext", "LayerNorm2d"): "LayerNorm2d",
+    ("timm.layers.norm", "LayerNorm2d"): "LayerNorm2d",  # the same rule (its fast-norm path too)
+    ("timm.layers.norm", "LayerNorm"): "LayerNorm",  # nn.LayerNorm with an optional fused kernel
 }
 
 
@@ -419,6 +427,7 @@ def import_model(
     elif channels and rank and len(input_shape) == rank - 1:  # --input HxW: the channels are the model's
         input_shape = (channels, *input_shape)
     _fold_shape_reads(graph, model, input_shape)
+    views = _fold_parameter_views(graph, model)
     # producer node -> (scope path, name in that scope); scope -> group
     home: dict[fx.Node, tuple[tuple[str, ...], str]] = {}
     groups: dict[tuple[str, ...], _Group] = {(): _Group(())}
@@ -436,6 +445,8 @@ def import_model(
             target = str(node.target)
             scope, own = tuple(target.split(".")[:-1]), target.split(".")[-1]
             layer, reads = parameter_layer(model, target), []
+            if node in views:
+                layer["view"] = views[node]
             owners.add(".".join(scope))
         elif node.op == "call_module":
             target = str(node.target)
@@ -495,6 +506,41 @@ def import_model(
     data["output"] = _reference(output_node, (), home, groups, start, output_node)
     data = _blocks(_simplify(data), modules)
     return network_from_data(data, f"<import {name}>")
+
+
+def _fold_parameter_views(graph: fx.Graph, model: nn.Module) -> dict[fx.Node, list[int]]:
+    """A parameter read through ``reshape``/``view`` to constant sizes (timm's ConvNeXt:
+    ``self.gamma.reshape(1, -1, 1, 1)``, gamma stored as ``(C,)``): the reshape is taken out of
+    the graph and becomes the Parameter's ``view``, its leading 1s dropped (broadcasting puts
+    them back: ``(C, 1, 1)`` and ``(1, C, 1, 1)`` multiply a ``(N, C, H, W)`` map alike)."""
+    views: dict[fx.Node, list[int]] = {}
+    for node in list(graph.nodes):
+        if node.op != "get_attr" or len(node.users) != 1:
+            continue
+        (user,) = node.users
+        if user.op != "call_method" or user.target not in ("view", "reshape") or user.kwargs:
+            continue
+        sizes = (
+            user.args[1] if len(user.args) == 2 and isinstance(user.args[1], (list, tuple)) else user.args[1:]
+        )
+        try:
+            tensor = model.get_parameter(str(node.target))
+        except AttributeError:
+            continue  # a buffer: refused where it is read (parameter_layer)
+        if not sizes or not all(type(v) is int for v in sizes) or sum(v == -1 for v in sizes) > 1:
+            continue
+        known = math.prod(v for v in sizes if v != -1)
+        if known <= 0 or tensor.numel() % known:
+            continue
+        shape = [tensor.numel() // known if v == -1 else v for v in sizes]
+        while len(shape) > 1 and shape[0] == 1:
+            shape = shape[1:]
+        if math.prod(shape) != tensor.numel() or len(shape) > 4:
+            continue
+        user.replace_all_uses_with(node)
+        graph.erase_node(user)
+        views[node] = shape
+    return views
 
 
 def parameter_layer(model: nn.Module, target: str) -> dict[str, Any]:

@@ -56,9 +56,19 @@ def same_as_timm(name: str) -> None:
 
 
 # BatchNormAct2d, x.mean((2, 3), keepdim=True) in squeeze-excite, timm's Linear; xception41's
-# ConvNormAct blocks with and without an activation (act: null splits them into two blocks)
-FAMILIES = ["resnet50", "efficientnet_b0", "mobilenetv3_large_100", "regnety_004", "xception41"]
+# ConvNormAct blocks with and without an activation (act: null splits them into two blocks);
+# ConvNeXt: timm's LayerNorm2d and LayerNorm, x.permute, gamma.reshape(1, -1, 1, 1) (a view)
+FAMILIES = [
+    "resnet50",
+    "efficientnet_b0",
+    "mobilenetv3_large_100",
+    "regnety_004",
+    "xception41",
+    "convnext_atto",
+]
 MORE = [
+    "convnext_tiny",
+    "convnext_nano",
     "resnet18",
     "resnext50_32x4d",
     "seresnet50",
@@ -85,7 +95,7 @@ def test_more_timm_models_import_exactly(name):
     same_as_timm(name)
 
 
-@pytest.mark.parametrize("name", ["efficientnet_b0", "resnet18"])
+@pytest.mark.parametrize("name", ["efficientnet_b0", "resnet18", "convnext_atto"])
 def test_timm_models_give_their_outputs(name):
     """The original's weights (initialised, and running statistics moved by one training
     step) loaded strictly into the imported spec's model give its outputs, in eval and in train
@@ -102,11 +112,24 @@ def test_timm_models_give_their_outputs(name):
         torch.testing.assert_close(ours.train()(x), original.train()(x))
 
 
-def test_an_imported_timm_efficientnet_passes_check():
+@pytest.mark.parametrize("name", ["efficientnet_b0", "convnext_atto"])
+def test_an_imported_timm_model_passes_check(name):
     """Receptive fields by the gradient probe included (at 64×64); and training memory."""
-    network = import_model(timm_model("efficientnet_b0"), (3, 64, 64), "efficientnet_b0")
+    network = import_model(timm_model(name), (3, 64, 64), name)
     report = check(network)
     assert report.ok, [str(c) for c in report.mismatches]
+
+
+def test_timms_convnext_gamma_is_stored_flat_and_read_per_channel():
+    """gamma is (C,) in timm's state_dict and multiplies (N, C, H, W) as (1, C, 1, 1): the
+    Parameter keeps the stored shape and reads it through its view; the value is timm's."""
+    original = timm_model("convnext_atto", "cpu")
+    network = import_model(original, (3, 64, 64), "convnext_atto")
+    rows = {row.name: row for row in analyze(network).rows if row.type == "Parameter"}
+    gamma = rows["stages.0.blocks.0.gamma"]
+    assert (gamma.layer.shape, gamma.layer.view, gamma.output_shape) == ([40], [40, 1, 1], (40, 1, 1))
+    assert gamma.layer.value == pytest.approx(1e-6)
+    assert len(rows) == sum(1 for name, _ in original.named_parameters() if name.endswith(".gamma"))
 
 
 @pytest.mark.parametrize(
