@@ -8,7 +8,6 @@ MACs by FlopCounterMode, receptive fields by the gradient probe), hypothesis dra
 
 from __future__ import annotations
 
-import importlib.util
 import itertools
 import json
 import math
@@ -26,6 +25,7 @@ from convcalc.check import check
 from convcalc.engine import analyze
 from convcalc.export import export_source
 from tests.conftest import SPECS, run_cli, torchvision_models
+from tests.test_export import import_file
 
 CNBLOCK = {
     "params": {"dim": None, "p": 0.0},
@@ -324,9 +324,7 @@ def test_the_exported_cnblock_is_the_built_model(tmp_path):
     net = mini_convnext()
     file = tmp_path / "exported.py"
     file.write_text(export_source(net), encoding="utf-8")
-    spec = importlib.util.spec_from_file_location("exported_cnblock", file)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
+    module = import_file(file)
     exported = module.T()
     built = build_model(net).eval()
     assert [(k, v.shape) for k, v in exported.state_dict().items()] == [
@@ -353,9 +351,7 @@ def test_top_level_parameters_export_as_the_built_model(tmp_path):
     file = tmp_path / "top.py"
     file.write_text(export_source(net), encoding="utf-8")
     assert "scale = self.scale  # (7,)" in file.read_text(encoding="utf-8")
-    spec = importlib.util.spec_from_file_location("exported_top", file)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
+    module = import_file(file)
     exported, built = module.T(), build_model(net)
     assert torch.equal(exported.shift.detach(), torch.full((3, 1, 1), 2.0))
     exported.load_state_dict(built.state_dict(), strict=True)
@@ -380,9 +376,7 @@ def test_a_parameter_read_through_a_view_exports_as_the_built_model(tmp_path):
     file = tmp_path / "view.py"
     file.write_text(export_source(net), encoding="utf-8")
     assert "gamma = self.gamma.view(3, 1, 1)" in file.read_text(encoding="utf-8")
-    spec = importlib.util.spec_from_file_location("exported_view", file)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
+    module = import_file(file)
     exported, built = module.T(), build_model(net)
     assert built.state_dict()["gamma"].shape == exported.state_dict()["gamma"].shape == (3,)
     exported.load_state_dict(built.state_dict(), strict=True)
